@@ -1,0 +1,1 @@
+"""The chatsync service: sync engine, triggers, control socket, CLI and configuration."""

@@ -1,0 +1,128 @@
+"""Configuration: `config.toml`, then `CHATSYNC_<SECTION>_<KEY>` environment overrides.
+
+The file is found by `--config PATH`, else `$CHATSYNC_CONFIG`, else `config.toml` in the
+user config dir; with none of these, the documented defaults apply. Unknown keys and wrong
+types are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+APP = "chatsync"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class LocalConfig(_Section):
+    # "" means the default: chatsync.db in the user data dir
+    path: str = ""
+
+    @property
+    def resolved_path(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser()
+        return Path(platformdirs.user_data_dir(APP)) / "chatsync.db"
+
+
+class RemoteConfig(_Section):
+    # "" means the embedded PostgreSQL, kept in the user data dir
+    dsn: str = ""
+
+
+class SyncConfig(_Section):
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    interval_seconds: float = Field(300, gt=0)
+    debounce_ms: int = Field(500, ge=0)
+    max_wait_ms: int = Field(5000, ge=0)
+
+
+class DaemonConfig(_Section):
+    # "" means chatsync.sock in the user runtime dir
+    socket: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def resolved_socket(self) -> Path:
+        if self.socket:
+            return Path(self.socket).expanduser()
+        return Path(platformdirs.user_runtime_dir(APP, ensure_exists=True)) / "chatsync.sock"
+
+
+class Config(_Section):
+    local: LocalConfig = LocalConfig()
+    remote: RemoteConfig = RemoteConfig()
+    sync: SyncConfig = SyncConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    source: str = Field("defaults", exclude=True)
+
+
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("CHATSYNC_CONFIG"):
+        return Path(os.environ["CHATSYNC_CONFIG"])
+    default = Path(platformdirs.user_config_dir(APP)) / "config.toml"
+    return default if default.exists() else None
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    path = find_config(explicit)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    source = str(path) if path else "defaults"
+    try:
+        config = Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+    return _apply_env(config)
+
+
+def _apply_env(config: Config) -> Config:
+    """`CHATSYNC_REMOTE_DSN` and friends override the file (secrets belong in the env)."""
+    updates: dict[str, dict[str, Any]] = {}
+    for section in ("local", "remote", "sync", "daemon"):
+        model = getattr(config, section)
+        for key in type(model).model_fields:
+            value = os.environ.get(f"CHATSYNC_{section.upper()}_{key.upper()}")
+            if value is not None:
+                updates.setdefault(section, model.model_dump())[key] = value
+    if not updates:
+        return config
+    merged = config.model_dump()
+    for section, values in updates.items():
+        merged[section] = values
+    try:
+        # Environment values are strings; let them convert ("500" -> 500).
+        return Config.model_validate({**merged, "source": config.source}, strict=False)
+    except ValidationError as exc:
+        raise ConfigError(f"environment: {_describe(exc, env=True)}") from None
+
+
+def _describe(exc: ValidationError, *, env: bool = False) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"])
+        if env and len(error["loc"]) == 2:
+            key = f"CHATSYNC_{str(error['loc'][0]).upper()}_{str(error['loc'][1]).upper()}"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append(f"{key}: {message}")
+    return "; ".join(problems)

@@ -1,0 +1,134 @@
+"""One sync: claim anonymous conversations, then push what changed, batch by batch.
+
+Order: conversations, then their messages, then deletions. Each batch is one remote
+transaction; after it commits, its rows are marked synced compare-and-set, so an edit made
+meanwhile stays dirty. A crash between the commit and the mark re-sends rows that are
+already identical on the remote, which writes and counts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from daemon.report import KindCounts, SyncReport
+from localstore import connect as connect_store
+from localstore.ids import utc_now
+from localstore.outbox import Kind, Outbox
+from localstore.store import CLAIM_ANONYMOUS
+from remote import push
+from remote.connect import UserSession
+from remote.connect import connect as connect_remote
+from remote.errors import explain, is_transient
+
+log = logging.getLogger(__name__)
+
+# Called at each named phase of a sync: "read", "sent" (before the remote commit),
+# "committed" (before the local mark) and "marked". Tests inject faults through it.
+PhaseHook = Callable[[str, Kind | str], None]
+
+
+class SyncEngine:
+    """Pushes one store's changes to one remote database."""
+
+    def __init__(
+        self, store_path: str | Path, dsn: str, *, batch_size: int = 1000,
+        on_phase: PhaseHook | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.store_path = Path(store_path)
+        self.dsn = dsn
+        self.batch_size = batch_size
+        self.on_phase = on_phase or (lambda phase, kind: None)
+        self.progress = progress or (lambda kind, n: None)
+        self.local = connect_store(self.store_path)
+        self.outbox = Outbox(self.local)
+        self._remote: psycopg.Connection | None = None
+
+    def close(self) -> None:
+        self._drop_remote()
+        self.local.close()
+
+    def sync(self) -> SyncReport:
+        """Run one sync; never raises for remote or data trouble, the report says."""
+        report = SyncReport(started_at=utc_now())
+        started = time.perf_counter()
+        try:
+            self._sync(report)
+        except (psycopg.Error, OSError) as exc:
+            report.error, report.transient = explain(exc), is_transient(exc)
+            self._drop_remote()
+            log.warning("sync failed (%s): %s",
+                        "will retry" if report.transient else "needs attention", report.error)
+        report.duration_s = time.perf_counter() - started
+        return report
+
+    def _sync(self, report: SyncReport) -> None:
+        session = self.local.execute("SELECT user_id, email FROM auth_session").fetchone()
+        if session is None:
+            report.skipped = "no one is signed in"
+            return
+        user_id, email = session
+        report.user_id = user_id
+        if self.outbox.anonymous_conversations():
+            report.claimed = self._claim(user_id)
+        upto = self.outbox.last_rev()
+        if self.outbox.pending(user_id).total == 0:
+            report.skipped = "nothing to send"
+            return
+
+        remote = UserSession(self._connection(), user_id, email)
+        push.ensure_profile(remote, email)
+        for page in self.outbox.conversations(user_id, self.batch_size):
+            self._push_page(remote, "conversation", page, report.conversations)
+        for page in self.outbox.messages(user_id, upto, self.batch_size):
+            self._push_page(remote, "message", page, report.messages)
+        for page in self.outbox.tombstones(user_id, self.batch_size):
+            self.on_phase("read", "deletion")
+            push.push_deletions(remote, page)
+            self.on_phase("committed", "deletion")
+            self.outbox.drop_tombstones((r["kind"], r["id"], r["rev"]) for r in page)
+            report.deletions.sent += len(page)
+            self.on_phase("marked", "deletion")
+
+    def _push_page(
+        self, remote: UserSession, kind: Kind, page: list[dict], counts: KindCounts
+    ) -> None:
+        self.on_phase("read", kind)
+        pusher = push.push_conversations if kind == "conversation" else push.push_messages
+        result = pusher(remote, page, before_commit=lambda: self.on_phase("sent", kind))
+        self.on_phase("committed", kind)
+        self.outbox.mark_synced(kind, result.acked)
+        self.outbox.quarantine(result.refused)
+        for refusal in result.refused:
+            log.warning("quarantined %s %s: %s", kind, refusal.id, refusal.reason)
+        counts.sent += len(page)
+        counts.written += result.written
+        counts.quarantined += len(result.refused)
+        self.progress(kind, len(page))
+        self.on_phase("marked", kind)
+
+    def _claim(self, user_id: str) -> int:
+        self.local.execute("BEGIN IMMEDIATE")
+        try:
+            claimed = self.local.execute(CLAIM_ANONYMOUS, {"user_id": user_id}).rowcount
+            self.local.execute("COMMIT")
+        except BaseException:
+            self.local.execute("ROLLBACK")
+            raise
+        log.info("claimed %d signed-out conversation(s) for the signed-in user", claimed)
+        return claimed
+
+    def _connection(self) -> psycopg.Connection:
+        if self._remote is None or self._remote.closed:
+            self._remote = connect_remote(self.dsn)
+        return self._remote
+
+    def _drop_remote(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None

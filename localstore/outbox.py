@@ -1,0 +1,196 @@
+"""The sync engine's side of the store: what is pending, marking it synced, quarantine.
+
+Pending rows are read in pages by rev through the partial `*_pending` indexes, so the cost
+of finding them grows with the number of dirty rows, never with the size of the store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["conversation", "message"]
+
+CONVERSATION_COLUMNS = ("id", "user_id", "title", "created_at", "updated_at", "is_active")
+MESSAGE_COLUMNS = (
+    "id", "conversation_id", "role", "content", "model", "total_tokens", "input_tokens",
+    "output_tokens", "user_message_id", "content_type", "elapsed_time", "completion_id",
+    "timestamp", "error",
+)
+
+# Rows the signed-in user may push: their own, changed, and not quarantined at this rev.
+PENDING_CONVERSATIONS = f"""
+SELECT {", ".join(CONVERSATION_COLUMNS)}, rev FROM conversations AS c
+WHERE c.rev > c.synced_rev AND c.rev > :after AND c.user_id = :user_id
+  AND NOT EXISTS (SELECT 1 FROM quarantine AS q
+                  WHERE q.kind = 'conversation' AND q.id = c.id AND q.rev = c.rev)
+ORDER BY c.rev LIMIT :limit
+"""
+
+# Messages changed up to :upto (the counter when the sync began), so that every message's
+# conversation was already there when the conversations were pushed. Messages whose
+# conversation is quarantined wait with it.
+PENDING_MESSAGES = f"""
+SELECT {", ".join("m." + c for c in MESSAGE_COLUMNS)}, m.rev FROM messages AS m
+JOIN conversations AS c ON c.id = m.conversation_id
+WHERE m.rev > m.synced_rev AND m.rev > :after AND m.rev <= :upto AND c.user_id = :user_id
+  AND NOT EXISTS (SELECT 1 FROM quarantine AS q
+                  WHERE q.kind = 'message' AND q.id = m.id AND q.rev = m.rev)
+  AND NOT EXISTS (SELECT 1 FROM quarantine AS q
+                  WHERE q.kind = 'conversation' AND q.id = c.id AND q.rev = c.rev)
+ORDER BY m.rev LIMIT :limit
+"""
+
+PENDING_TOMBSTONES = """
+SELECT kind, id, rev FROM tombstones
+WHERE user_id = :user_id AND rev > :after
+ORDER BY rev LIMIT :limit
+"""
+
+# Compare-and-set: a row edited while its older version was in flight keeps its new rev
+# and so stays dirty.
+MARK_CONVERSATION = "UPDATE conversations SET synced_rev = :rev WHERE id = :id AND rev = :rev"
+MARK_MESSAGE = "UPDATE messages SET synced_rev = :rev WHERE id = :id AND rev = :rev"
+DROP_TOMBSTONE = "DELETE FROM tombstones WHERE kind = :kind AND id = :id AND rev = :rev"
+UNQUARANTINE = "DELETE FROM quarantine WHERE kind = :kind AND id = :id"
+QUARANTINE = """
+INSERT INTO quarantine (kind, id, rev, reason) VALUES (:kind, :id, :rev, :reason)
+ON CONFLICT (kind, id) DO UPDATE SET rev = excluded.rev, reason = excluded.reason,
+    at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+"""
+
+PENDING_COUNTS = """
+SELECT
+  (SELECT count(*) FROM conversations WHERE rev > synced_rev AND user_id = :user_id),
+  (SELECT count(*) FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+    WHERE m.rev > m.synced_rev AND c.user_id = :user_id),
+  (SELECT count(*) FROM tombstones WHERE user_id = :user_id),
+  (SELECT min(t) FROM (
+     SELECT min(updated_at) AS t FROM conversations WHERE rev > synced_rev AND user_id = :user_id
+     UNION ALL
+     SELECT min(m.timestamp) FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+      WHERE m.rev > m.synced_rev AND c.user_id = :user_id
+     UNION ALL
+     SELECT min(deleted_at) FROM tombstones WHERE user_id = :user_id)),
+  (SELECT count(*) FROM quarantine)
+"""
+
+ANONYMOUS_COUNT = "SELECT count(*) FROM conversations WHERE user_id IS NULL"
+LAST_REV = "SELECT last_rev FROM sync_meta"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What waits to be pushed for one user."""
+
+    conversations: int
+    messages: int
+    deletions: int
+    oldest: str | None
+    quarantined: int
+
+    @property
+    def total(self) -> int:
+        return self.conversations + self.messages + self.deletions
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    kind: Kind
+    id: str
+    rev: int
+    reason: str
+
+
+class Outbox:
+    """Reads and acknowledges pending changes on an open store connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def last_rev(self) -> int:
+        return int(self.conn.execute(LAST_REV).fetchone()[0])
+
+    def pending(self, user_id: str) -> Pending:
+        row = self.conn.execute(PENDING_COUNTS, {"user_id": user_id}).fetchone()
+        return Pending(*row)
+
+    def anonymous_conversations(self) -> int:
+        return int(self.conn.execute(ANONYMOUS_COUNT).fetchone()[0])
+
+    def conversations(self, user_id: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+        yield from self._pages(PENDING_CONVERSATIONS, {"user_id": user_id}, batch_size)
+
+    def messages(
+        self, user_id: str, upto: int, batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        yield from self._pages(PENDING_MESSAGES, {"user_id": user_id, "upto": upto}, batch_size)
+
+    def tombstones(self, user_id: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+        yield from self._pages(PENDING_TOMBSTONES, {"user_id": user_id}, batch_size)
+
+    def _pages(
+        self, sql: str, params: dict[str, Any], batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        # Keyset pages on rev: each page is a short read, so clients are never blocked, and
+        # rows marked between pages drop out of the index without upsetting the next page.
+        after = 0
+        while True:
+            rows = self.conn.execute(sql, {**params, "after": after, "limit": batch_size})
+            page = [dict(r) for r in rows]
+            if not page:
+                return
+            yield page
+            after = page[-1]["rev"]
+
+    def mark_synced(self, kind: Kind, acked: Iterable[tuple[str, int]]) -> int:
+        """Compare-and-set `synced_rev`; returns how many rows were still at the pushed rev."""
+        sql = MARK_CONVERSATION if kind == "conversation" else MARK_MESSAGE
+        params = [{"id": i, "rev": r} for i, r in acked]
+        with _write(self.conn):
+            before = self.conn.total_changes
+            self.conn.executemany(sql, params)
+            marked = self.conn.total_changes - before
+            if self._has_quarantine():
+                self.conn.executemany(UNQUARANTINE, [{"kind": kind, "id": p["id"]} for p in params])
+        return marked
+
+    def drop_tombstones(self, acked: Iterable[tuple[str, str, int]]) -> None:
+        with _write(self.conn):
+            self.conn.executemany(
+                DROP_TOMBSTONE, [{"kind": k, "id": i, "rev": r} for k, i, r in acked]
+            )
+
+    def quarantine(self, refusals: Iterable[Refusal]) -> None:
+        rows = [{"kind": r.kind, "id": r.id, "rev": r.rev, "reason": r.reason} for r in refusals]
+        if rows:
+            with _write(self.conn):
+                self.conn.executemany(QUARANTINE, rows)
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT kind, id, rev, reason, at FROM quarantine ORDER BY at")
+        return [dict(r) for r in rows]
+
+    def release_quarantine(self) -> int:
+        """Retry every quarantined row at the next sync; returns how many."""
+        with _write(self.conn):
+            return self.conn.execute("DELETE FROM quarantine").rowcount
+
+    def _has_quarantine(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM quarantine LIMIT 1").fetchone() is not None
+
+
+class _write:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,1 @@
+"""The app's PostgreSQL: schema migrations, and pushing changed rows to it."""

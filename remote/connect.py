@@ -1,0 +1,58 @@
+"""Connections to the app's PostgreSQL, safe behind a transaction-mode pooler."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+HAS_AUTHENTICATED_ROLE = "SELECT to_regrole('authenticated') IS NOT NULL"
+SET_CLAIMS = "SELECT set_config('request.jwt.claims', %s, true)"
+SET_ROLE_AUTHENTICATED = "SET LOCAL ROLE authenticated"
+
+CONNECT_TIMEOUT_S = 10
+
+
+def connect(dsn: str, *, application_name: str = "chatsync") -> psycopg.Connection:
+    """A connection with no server-side prepared statements and no session state.
+
+    PgBouncer and Supabase's pooler in transaction mode hand each transaction to any server
+    connection, so everything chatsync sets is transaction-local (`SET LOCAL`, `set_config(…,
+    true)`) and prepared statements are off.
+    """
+    params = conninfo_to_dict(dsn)
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    params.setdefault("application_name", application_name)
+    return psycopg.connect(make_conninfo(**params), autocommit=True, prepare_threshold=None)
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with its password replaced, fit for logs and status."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparseable DSN>"
+    if "password" in params:
+        params["password"] = "****"
+    return make_conninfo(**params)
+
+
+class UserSession:
+    """Runs transactions as one signed-in user, so row-level security applies."""
+
+    def __init__(self, conn: psycopg.Connection, user_id: str, email: str = "") -> None:
+        self.conn = conn
+        self.user_id = user_id
+        self.claims = json.dumps({"sub": user_id, "role": "authenticated", "email": email})
+        self._use_role = bool(conn.execute(HAS_AUTHENTICATED_ROLE).fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        with self.conn.transaction():
+            if self._use_role:
+                self.conn.execute(SET_ROLE_AUTHENTICATED)
+            self.conn.execute(SET_CLAIMS, (self.claims,))
+            yield self.conn

@@ -1,0 +1,26 @@
+"""The embedded PostgreSQL used when no DSN is configured.
+
+pgserver ships PostgreSQL 16 in a wheel. It makes `chatsync run` work on a machine with no
+database server at all; it is a default for trying chatsync, never used once remote.dsn or
+CHATSYNC_REMOTE_DSN is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def embedded_dsn(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server in *data_dir*; returns its DSN.
+
+    The server stops when the last process using it exits.
+    """
+    import pgserver  # imported here: only this fallback needs it
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    log.info("using the embedded PostgreSQL in %s", data_dir)
+    return server.get_uri()

@@ -1,0 +1,167 @@
+"""Pushing one batch of changed rows: one transaction, only real changes written.
+
+A batch is staged with COPY, then upserted. If PostgreSQL refuses the upsert, the batch is
+split in halves under savepoints until each refused row stands alone; those rows are
+returned with the server's reason and the rest of the batch commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerr
+
+from localstore.outbox import Kind, Refusal
+from remote import statements as sql
+from remote.connect import UserSession
+from remote.errors import is_transient
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What the remote did with one batch."""
+
+    acked: list[tuple[str, int]] = field(default_factory=list)  # (id, rev) now on the remote
+    written: int = 0  # rows inserted or updated; the rest were already identical
+    refused: list[Refusal] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    kind: Kind
+    stage: str
+    copy: str
+    upsert: str
+    columns: tuple[str, ...]  # local column names, in COPY order after n
+
+
+SESSIONS = _Table(
+    "conversation", sql.STAGE_SESSIONS, sql.COPY_SESSIONS, sql.UPSERT_SESSIONS,
+    ("id", "user_id", "title", "created_at", "updated_at", "is_active"),
+)
+MESSAGES = _Table(
+    "message", sql.STAGE_MESSAGES, sql.COPY_MESSAGES, sql.UPSERT_MESSAGES,
+    ("id", "conversation_id", "role", "content", "model", "total_tokens", "input_tokens",
+     "output_tokens", "user_message_id", "content_type", "elapsed_time", "completion_id",
+     "timestamp", "error"),
+)
+
+
+def ensure_profile(session: UserSession, email: str) -> None:
+    """The user's profile row must exist before their conversations can."""
+    with session.transaction() as conn:
+        if conn.execute(sql.PROFILE_EXISTS, {"user_id": session.user_id}).fetchone() is None:
+            conn.execute(sql.CREATE_PROFILE, {"user_id": session.user_id, "email": email})
+
+
+def push_conversations(
+    session: UserSession, rows: Sequence[dict[str, Any]], *,
+    before_commit: Callable[[], None] | None = None,
+) -> BatchResult:
+    return _push(session, SESSIONS, rows, before_commit)
+
+
+def push_messages(
+    session: UserSession, rows: Sequence[dict[str, Any]], *,
+    before_commit: Callable[[], None] | None = None,
+) -> BatchResult:
+    return _push(session, MESSAGES, rows, before_commit)
+
+
+def push_deletions(session: UserSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Delete the tombstoned rows; messages first, then conversations (which cascade)."""
+    messages = [r["id"] for r in rows if r["kind"] == "message"]
+    conversations = [r["id"] for r in rows if r["kind"] == "conversation"]
+    with session.transaction() as conn:
+        if messages:
+            conn.execute(sql.DELETE_MESSAGES, {"ids": messages})
+        if conversations:
+            conn.execute(sql.DELETE_SESSIONS, {"ids": conversations})
+
+
+def _push(
+    session: UserSession, table: _Table, rows: Sequence[dict[str, Any]],
+    before_commit: Callable[[], None] | None,
+) -> BatchResult:
+    result = BatchResult()
+    staged: list[dict[str, Any]] = []
+    for row in rows:
+        problem = unstorable(row, table.columns)
+        if problem:
+            result.refused.append(Refusal(table.kind, row["id"], row["rev"], problem))
+        else:
+            staged.append(row)
+    if not staged:
+        return result
+    with session.transaction() as conn:
+        conn.execute(table.stage)
+        with conn.cursor().copy(table.copy) as copy:
+            for n, row in enumerate(staged):
+                copy.write_row((n, *(_text(row[c]) for c in table.columns)))
+        written: list[str] = []
+        _upsert(conn, table, staged, 0, len(staged), written, result.refused)
+        if before_commit is not None:
+            before_commit()
+    refused = {r.id for r in result.refused}
+    result.acked = [(r["id"], r["rev"]) for r in staged if r["id"] not in refused]
+    result.written = len(written)
+    return result
+
+
+def _upsert(
+    conn: psycopg.Connection, table: _Table, rows: Sequence[dict[str, Any]],
+    lo: int, hi: int, written: list[str], refused: list[Refusal],
+) -> None:
+    try:
+        with conn.transaction():  # a savepoint: a refusal undoes only this range
+            cur = conn.execute(table.upsert, {"lo": lo, "hi": hi})
+            written.extend(r[0] for r in cur.fetchall())
+    except psycopg.Error as exc:
+        if is_transient(exc):
+            raise
+        if hi - lo == 1:
+            row = rows[lo]
+            refused.append(Refusal(table.kind, row["id"], row["rev"], refusal_reason(exc)))
+            return
+        mid = (lo + hi) // 2
+        _upsert(conn, table, rows, lo, mid, written, refused)
+        _upsert(conn, table, rows, mid, hi, written, refused)
+
+
+def refusal_reason(exc: psycopg.Error) -> str:
+    primary = exc.diag.message_primary or str(exc)
+    if isinstance(exc, pgerr.InsufficientPrivilege):
+        return (
+            "refused by the server's row-level security: the row belongs, or would belong, "
+            f"to another account ({primary})"
+        )
+    if isinstance(exc, pgerr.ForeignKeyViolation):
+        return f"its conversation is not on the server ({primary})"
+    detail = f"; {exc.diag.message_detail}" if exc.diag.message_detail else ""
+    return f"refused by the server: {primary}{detail}"
+
+
+def unstorable(row: dict[str, Any], columns: Sequence[str]) -> str | None:
+    """Why PostgreSQL could not even receive this row, or None.
+
+    Another SQLite writer can store text PostgreSQL cannot: NUL characters, or bytes that
+    are not UTF-8 (read here as lone surrogates).
+    """
+    for column in columns:
+        value = row[column]
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            return f"{column} contains a NUL character, which PostgreSQL text cannot store"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{column} is not valid UTF-8"
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
