@@ -41,11 +41,13 @@ CREATE TABLE conversations (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
         CONSTRAINT "conversations.created_at must be an ISO-8601 timestamp"
         CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
-               AND julianday(created_at) IS NOT NULL),
+               AND julianday(created_at) IS NOT NULL
+               AND date(substr(created_at, 1, 10), '+0 days') = substr(created_at, 1, 10)),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
         CONSTRAINT "conversations.updated_at must be an ISO-8601 timestamp"
         CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
-               AND julianday(updated_at) IS NOT NULL),
+               AND julianday(updated_at) IS NOT NULL
+               AND date(substr(updated_at, 1, 10), '+0 days') = substr(updated_at, 1, 10)),
     is_active  INTEGER NOT NULL DEFAULT 1
         CONSTRAINT "conversations.is_active must be 0 or 1" CHECK (is_active IN (0, 1)),
     rev        INTEGER NOT NULL DEFAULT 0,
@@ -91,7 +93,8 @@ CREATE TABLE messages (
     timestamp       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
         CONSTRAINT "messages.timestamp must be an ISO-8601 timestamp"
         CHECK (timestamp GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
-               AND julianday(timestamp) IS NOT NULL),
+               AND julianday(timestamp) IS NOT NULL
+               AND date(substr(timestamp, 1, 10), '+0 days') = substr(timestamp, 1, 10)),
     error           INTEGER NOT NULL DEFAULT 0
         CONSTRAINT "messages.error must be 0 or 1" CHECK (error IN (0, 1)),
     rev             INTEGER NOT NULL DEFAULT 0,

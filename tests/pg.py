@@ -1,0 +1,66 @@
+"""Finding a PostgreSQL server for the tests, and making throwaway databases on it.
+
+Order: $CHATSYNC_TEST_DSN; else a server on 127.0.0.1:5432 (user postgres); else an
+embedded PostgreSQL 16 from pgserver in a temporary directory, so the suite runs on a
+machine with no database server at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+SQL_DIR = Path(__file__).parent / "sql"
+
+
+def find_server() -> tuple[str, str]:
+    """(admin DSN, how it was found)."""
+    if os.environ.get("CHATSYNC_TEST_DSN"):
+        return os.environ["CHATSYNC_TEST_DSN"], "CHATSYNC_TEST_DSN"
+    try:
+        psycopg.connect(LOCAL_DSN).close()
+        return LOCAL_DSN, "the server on 127.0.0.1:5432"
+    except psycopg.OperationalError:
+        pass
+    import pgserver
+
+    data = Path(tempfile.mkdtemp(prefix="chatsync-test-pg-"))
+    server = pgserver.get_server(data, cleanup_mode="delete")
+    return server.get_uri(), f"an embedded pgserver PostgreSQL in {data}"
+
+
+def dsn_for(admin_dsn: str, dbname: str) -> str:
+    params = conninfo_to_dict(admin_dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def create_database(admin_dsn: str, prefix: str, template: str | None = None) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if template:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def run_sql_file(dsn: str, filename: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute((SQL_DIR / filename).read_text().encode())

@@ -1,0 +1,122 @@
+"""What is on the remote, read as a superuser: rows, usage figures, write counters, truth."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import psycopg
+
+APP_TABLES = ("profiles", "chat_sessions", "chat_messages", "user_usage_daily")
+
+
+def write_counts(conn: psycopg.Connection, *, settle_s: float = 0.25) -> dict[str, int]:
+    """Inserted + updated + deleted tuples per app table, from pg_stat_user_tables.
+
+    Backends report their counters asynchronously (at most about once a second, and when
+    they exit), so read until two readings `settle_s` apart agree and one second has passed.
+    """
+    def read() -> dict[str, int]:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        rows = conn.execute(
+            "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables "
+            "WHERE schemaname = 'public' AND relname = ANY(%s)",
+            (list(APP_TABLES),),
+        ).fetchall()
+        return {name: int(n) for name, n in rows}
+
+    deadline = time.monotonic() + 1.2
+    last = read()
+    while True:
+        time.sleep(settle_s)
+        now = read()
+        if now == last and time.monotonic() >= deadline:
+            return now
+        last = now
+
+
+def usage(conn: psycopg.Connection) -> dict[str, Any]:
+    """Every usage figure the app shows, keyed for comparison."""
+    daily = {
+        (str(r[0]), r[1]): {
+            "messages_sent": r[2], "messages_received": r[3], "input_tokens": r[4],
+            "output_tokens": r[5], "total_tokens": r[6], "models_used": r[7] or {},
+            "sessions_created": r[8],
+        }
+        for r in conn.execute(
+            "SELECT user_id, usage_date, messages_sent, messages_received, input_tokens, "
+            "output_tokens, total_tokens, models_used, sessions_created FROM user_usage_daily"
+        )
+    }
+    profiles = {
+        str(r[0]): r[1] for r in conn.execute("SELECT id, usage_stats FROM profiles")
+    }
+    summary = {
+        str(r[0]): (int(r[1]), int(r[2]), int(r[3]))
+        for r in conn.execute(
+            "SELECT id, messages_today, tokens_today, total_sessions FROM api_user_summary"
+        )
+    }
+    return {"daily": daily, "profiles": profiles, "summary": summary}
+
+
+def truth(conn: psycopg.Connection, messages: list[dict[str, Any]],
+          sessions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The usage figures computed from the messages and sessions themselves.
+
+    *messages* and *sessions* are every row that ever reached the remote, in its final
+    version (deleting does not refund usage). Only user and assistant messages count; a
+    message counts on the UTC day of its own timestamp.
+    """
+    owner = {s["id"]: s["user_id"] for s in sessions}
+    daily: dict[tuple[str, Any], dict[str, Any]] = defaultdict(lambda: {
+        "messages_sent": 0, "messages_received": 0, "input_tokens": 0, "output_tokens": 0,
+        "total_tokens": 0, "models_used": Counter(), "sessions_created": 0,
+    })
+    profiles: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"total_messages": 0, "total_tokens": 0, "sessions_created": 0}
+    )
+    for s in sessions:
+        day = s["created_at"].date()
+        daily[(s["user_id"], day)]["sessions_created"] += 1
+        profiles[s["user_id"]]["sessions_created"] += 1
+    for m in messages:
+        if m["role"] not in ("user", "assistant"):
+            continue
+        user = owner[m["session_id"]]
+        d = daily[(user, m["message_timestamp"].date())]
+        d["messages_sent" if m["role"] == "user" else "messages_received"] += 1
+        d["input_tokens"] += m["input_tokens"]
+        d["output_tokens"] += m["output_tokens"]
+        d["total_tokens"] += m["input_tokens"] + m["output_tokens"]
+        if m["model"]:
+            d["models_used"][m["model"]] += 1
+        p = profiles[user]
+        p["total_messages"] += 1
+        p["total_tokens"] += m["input_tokens"] + m["output_tokens"]
+    today = conn.execute("SELECT current_date").fetchone()[0]
+    all_users = {str(r[0]) for r in conn.execute("SELECT id FROM profiles")}
+    summary = {}
+    for user in all_users:
+        d = daily.get((user, today))
+        summary[user] = (
+            (d["messages_sent"] + d["messages_received"]) if d else 0,
+            d["total_tokens"] if d else 0,
+            sum(1 for s in remote_rows(conn, "chat_sessions") if str(s["user_id"]) == user),
+        )
+    return {
+        "daily": {
+            k: {**v, "models_used": dict(v["models_used"])} for k, v in daily.items()
+        },
+        "profiles": {u: dict(p) for u, p in profiles.items()} | {
+            u: {"total_messages": 0, "total_tokens": 0, "sessions_created": 0}
+            for u in all_users if u not in profiles
+        },
+        "summary": summary,
+    }
+
+
+def remote_rows(conn: psycopg.Connection, table: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(f"SELECT * FROM public.{table} ORDER BY id").fetchall()  # noqa: S608
