@@ -50,7 +50,7 @@ class SyncEngine:
         self._remote: psycopg.Connection | None = None
 
     def close(self) -> None:
-        self._drop_remote()
+        self.disconnect()
         self.local.close()
 
     def sync(self) -> SyncReport:
@@ -61,7 +61,7 @@ class SyncEngine:
             self._sync(report)
         except (psycopg.Error, OSError) as exc:
             report.error, report.transient = explain(exc), is_transient(exc)
-            self._drop_remote()
+            self.disconnect()
             log.warning("sync failed (%s): %s",
                         "will retry" if report.transient else "needs attention", report.error)
         report.duration_s = time.perf_counter() - started
@@ -128,7 +128,8 @@ class SyncEngine:
             self._remote = connect_remote(self.dsn)
         return self._remote
 
-    def _drop_remote(self) -> None:
+    def disconnect(self) -> None:
+        """Close the remote connection; the next sync opens a new one."""
         if self._remote is not None:
             self._remote.close()
             self._remote = None

@@ -11,29 +11,29 @@ import psycopg
 APP_TABLES = ("profiles", "chat_sessions", "chat_messages", "user_usage_daily")
 
 
-def write_counts(conn: psycopg.Connection, *, settle_s: float = 0.25) -> dict[str, int]:
+def write_counts(conn: psycopg.Connection, *, timeout_s: float = 10) -> dict[str, int]:
     """Inserted + updated + deleted tuples per app table, from pg_stat_user_tables.
 
-    Backends report their counters asynchronously (at most about once a second, and when
-    they exit), so read until two readings `settle_s` apart agree and one second has passed.
+    A backend reports its counters when it exits (and otherwise only now and then), so this
+    first waits until every other client of the database has disconnected: close the
+    engines (`SyncEngine.disconnect()`) before reading.
     """
-    def read() -> dict[str, int]:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        rows = conn.execute(
-            "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables "
-            "WHERE schemaname = 'public' AND relname = ANY(%s)",
-            (list(APP_TABLES),),
-        ).fetchall()
-        return {name: int(n) for name, n in rows}
+    deadline = time.monotonic() + timeout_s
+    while conn.execute(OTHER_CLIENTS).fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    rows = conn.execute(
+        "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables "
+        "WHERE schemaname = 'public' AND relname = ANY(%s)",
+        (list(APP_TABLES),),
+    ).fetchall()
+    return {name: int(n) for name, n in rows}
 
-    deadline = time.monotonic() + 1.2
-    last = read()
-    while True:
-        time.sleep(settle_s)
-        now = read()
-        if now == last and time.monotonic() >= deadline:
-            return now
-        last = now
+
+OTHER_CLIENTS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+"""
 
 
 def usage(conn: psycopg.Connection) -> dict[str, Any]:
@@ -119,4 +119,4 @@ def truth(conn: psycopg.Connection, messages: list[dict[str, Any]],
 
 def remote_rows(conn: psycopg.Connection, table: str) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return cur.execute(f"SELECT * FROM public.{table} ORDER BY id").fetchall()  # noqa: S608
+        return cur.execute(f"SELECT * FROM public.{table} ORDER BY id").fetchall()

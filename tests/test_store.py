@@ -169,11 +169,11 @@ def test_bad_values_are_refused_naming_the_field(store: Store, sql: str, field: 
 
 def test_python_api_reports_bad_values_as_invalid_row(store: Store) -> None:
     conv = store.create_conversation("t")
-    with pytest.raises(InvalidRow, match="messages.role"):
+    with pytest.raises(InvalidRow, match=r"messages\.role"):
         store.add_message(conv.id, "robot", "x")
-    with pytest.raises(InvalidRow, match="messages.output_tokens"):
+    with pytest.raises(InvalidRow, match=r"messages\.output_tokens"):
         store.add_message(conv.id, "assistant", "x", output_tokens=-1)
-    with pytest.raises(InvalidRow, match="conversations.title"):
+    with pytest.raises(InvalidRow, match=r"conversations\.title"):
         store.rename_conversation(conv.id, "x" * 256)
     with pytest.raises(InvalidRow, match="unknown message field"):
         store.add_message(conv.id, "user", "x", colour="red")

@@ -1,0 +1,350 @@
+"""Pushing to a real PostgreSQL: only changed rows, each counted once, refusals quarantined."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from daemon.engine import SyncEngine
+from localstore import Store
+from localstore.outbox import Outbox
+from remote.connect import UserSession
+from remote.connect import connect as connect_remote
+from remote.push import push_conversations
+from tests.conftest import ALICE, BOB
+from tests.remote_facts import remote_rows, truth, usage, write_counts
+
+
+@pytest.fixture
+def engine(store_path: Path, remote_dsn: str) -> Iterator[SyncEngine]:
+    e = SyncEngine(store_path, remote_dsn, batch_size=500)
+    yield e
+    e.close()
+
+
+def fill(store: Store, conversations: int, per_conversation: int) -> list[str]:
+    """Conversations of alternating user/assistant messages with token counts."""
+    ids = []
+    for c in range(conversations):
+        conv = store.create_conversation(f"conversation {c}", created_at="2026-03-01T10:00:00.000Z")
+        ids.append(conv.id)
+        with store.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO messages (id, conversation_id, role, content, model, input_tokens, "
+                "output_tokens, total_tokens, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (f"msg_{c}_{i}", conv.id, "user" if i % 2 == 0 else "assistant",
+                     f"message {i} of {c} " * 5, None if i % 2 == 0 else "gpt-x",
+                     10 + i, 0 if i % 2 == 0 else 20 + i, 10 + i + (0 if i % 2 == 0 else 20 + i),
+                     f"2026-03-0{1 + i % 3}T10:{i % 60:02d}:00.000Z")
+                    for i in range(per_conversation)
+                ],
+            )
+    return ids
+
+
+def audited_truth(remote: psycopg.Connection) -> dict:
+    """Usage computed from every row that ever reached the remote (tests/sql/audit.sql)."""
+    with remote.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        sessions = cur.execute(
+            "SELECT id, user_id::text, created_at FROM test_audit.sessions_ever").fetchall()
+        messages = cur.execute("SELECT * FROM test_audit.messages_ever").fetchall()
+    return truth(remote, messages, sessions)
+
+
+def test_second_sync_sends_nothing_writes_nothing_counts_nothing(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    store.sign_in(ALICE, "alice@example.com")
+    fill(store, conversations=20, per_conversation=10)
+
+    first = engine.sync()
+    engine.disconnect()
+    assert first.ok, first.error
+    assert (first.conversations.sent, first.messages.sent) == (20, 200)
+    assert (first.conversations.written, first.messages.written) == (20, 200)
+    assert usage(remote) == audited_truth(remote)
+
+    counts, figures = write_counts(remote), usage(remote)
+    second = engine.sync()
+    engine.disconnect()
+    assert second.ok and second.sent == 0 and second.skipped == "nothing to send"
+    assert write_counts(remote) == counts
+    assert usage(remote) == figures
+
+
+def test_resending_identical_rows_writes_and_counts_nothing(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    store.sign_in(ALICE)
+    fill(store, conversations=5, per_conversation=20)
+    assert engine.sync().ok
+    engine.disconnect()
+    counts, figures = write_counts(remote), usage(remote)
+
+    # Forget every acknowledgement, as if each mark had been lost in a crash.
+    store.conn.execute("UPDATE messages SET synced_rev = 0")
+    store.conn.execute("UPDATE conversations SET synced_rev = 0")
+    again = engine.sync()
+    engine.disconnect()
+    assert (again.conversations.sent, again.messages.sent) == (5, 100)
+    assert (again.conversations.written, again.messages.written) == (0, 0)
+    assert write_counts(remote) == counts
+    assert usage(remote) == figures
+    assert Outbox(store.conn).pending(ALICE).total == 0
+
+
+def test_one_edit_among_thousands_sends_and_writes_exactly_that_row(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    store.sign_in(ALICE)
+    fill(store, conversations=30, per_conversation=100)
+    assert engine.sync().messages.sent == 3000
+    engine.disconnect()
+    before = write_counts(remote)
+
+    store.update_message("msg_7_42", content="an edited message")
+    report = engine.sync()
+    engine.disconnect()
+    assert (report.conversations.sent, report.messages.sent) == (0, 1)
+    assert report.messages.written == 1
+    after = write_counts(remote)
+    assert after["chat_messages"] - before["chat_messages"] == 1
+    # an edit deep in the history changes no session statistic and no usage figure
+    assert after["chat_sessions"] == before["chat_sessions"]
+    assert after["user_usage_daily"] == before["user_usage_daily"]
+    row = remote.execute("SELECT content FROM chat_messages WHERE id = 'msg_7_42'").fetchone()
+    assert row == ("an edited message",)
+
+
+def test_token_update_counts_only_the_difference_on_the_message_day(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    store.sign_in(ALICE)
+    conv = store.create_conversation("streaming")
+    msg = store.add_message(conv.id, "assistant", "", model="m1",
+                            timestamp="2026-01-15T23:59:59.000Z")  # streaming: no tokens yet
+    assert engine.sync().ok
+    store.update_message(msg.id, content="done", input_tokens=5, output_tokens=7, total_tokens=12)
+    assert engine.sync().ok
+    store.update_message(msg.id, content="done, edited")  # content only: counts nothing
+    assert engine.sync().ok
+    day = remote.execute(
+        "SELECT usage_date::text, messages_received, input_tokens, output_tokens, total_tokens, "
+        "models_used FROM user_usage_daily WHERE user_id = %s AND messages_received > 0",
+        (ALICE,),
+    ).fetchall()
+    assert day == [("2026-01-15", 1, 5, 7, 12, {"m1": 1})]
+    assert usage(remote) == audited_truth(remote)
+
+
+def test_crash_between_remote_commit_and_local_mark_loses_and_doubles_nothing(
+    store_path: Path, remote_dsn: str, remote: psycopg.Connection
+) -> None:
+    with Store(store_path) as store:
+        store.sign_in(ALICE)
+        fill(store, conversations=4, per_conversation=50)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_second_commit(phase: str, kind: str) -> None:
+        if phase == "committed" and kind == "message":
+            crash_after_second_commit.commits += 1  # type: ignore[attr-defined]
+            if crash_after_second_commit.commits == 2:  # type: ignore[attr-defined]
+                raise Crash
+
+    crash_after_second_commit.commits = 0  # type: ignore[attr-defined]
+    crashing = SyncEngine(store_path, remote_dsn, batch_size=50,
+                          on_phase=crash_after_second_commit)
+    with pytest.raises(Crash):
+        crashing.sync()
+    crashing.close()
+    on_remote = remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0]
+    assert on_remote == 100  # two batches committed, the second never marked
+
+    fresh = SyncEngine(store_path, remote_dsn, batch_size=50)
+    report = fresh.sync()
+    fresh.close()
+    # the unmarked batch is re-sent and found identical; the rest is new
+    assert report.messages.sent == 150 and report.messages.written == 100
+    assert remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0] == 200
+    assert usage(remote) == audited_truth(remote)
+
+
+def test_edit_landing_during_the_push_stays_dirty_and_goes_next_time(
+    store_path: Path, remote_dsn: str, remote: psycopg.Connection
+) -> None:
+    with Store(store_path) as store:
+        store.sign_in(ALICE)
+        conv = store.create_conversation("race")
+        msg = store.add_message(conv.id, "user", "version 1")
+
+    def edit_while_in_flight(phase: str, kind: str) -> None:
+        if phase == "sent" and kind == "message":
+            other = sqlite3.connect(store_path, isolation_level=None)
+            other.execute("UPDATE messages SET content = 'version 2' WHERE id = ?", (msg.id,))
+            other.close()
+
+    e = SyncEngine(store_path, remote_dsn, on_phase=edit_while_in_flight)
+    assert e.sync().ok
+    e.close()
+    content = "SELECT content FROM chat_messages WHERE id = %s"
+    assert remote.execute(content, (msg.id,)).fetchone() == ("version 1",)
+    with Store(store_path) as store:
+        assert store.message(msg.id).dirty
+
+    e = SyncEngine(store_path, remote_dsn)
+    assert e.sync().messages.sent == 1
+    e.close()
+    assert remote.execute(content, (msg.id,)).fetchone() == ("version 2",)
+
+
+def test_plain_sql_deletes_reach_the_remote(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    store.sign_in(ALICE)
+    convs = fill(store, conversations=3, per_conversation=4)
+    assert engine.sync().ok
+    c = sqlite3.connect(store.path, isolation_level=None)
+    c.execute("PRAGMA foreign_keys = ON")
+    c.execute("DELETE FROM messages WHERE id = 'msg_0_1'")
+    c.execute("DELETE FROM conversations WHERE id = ?", (convs[2],))
+    c.close()
+    report = engine.sync()
+    assert report.deletions.sent == 2
+    ids = {r["id"] for r in remote_rows(remote, "chat_messages")}
+    assert "msg_0_1" not in ids and len(ids) == 12 - 1 - 4
+    assert convs[2] not in {r["id"] for r in remote_rows(remote, "chat_sessions")}
+    assert store.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 0
+    assert engine.sync().sent == 0
+
+
+def test_conversation_id_owned_by_another_user_is_refused_and_quarantined(
+    tmp_path: Path, remote_dsn: str, remote: psycopg.Connection
+) -> None:
+    with Store(tmp_path / "bob.db") as bob:
+        bob.sign_in(BOB)
+        bob.create_conversation("bob's secret", id="conv_shared")
+        bob.add_message("conv_shared", "user", "bob's words", id="msg_bob")
+    e = SyncEngine(tmp_path / "bob.db", remote_dsn)
+    assert e.sync().ok
+    e.close()
+
+    with Store(tmp_path / "alice.db") as alice:
+        alice.sign_in(ALICE)
+        alice.create_conversation("alice's take-over", id="conv_shared")
+        alice.add_message("conv_shared", "user", "overwrite", id="msg_alice_1")
+        mine = alice.create_conversation("alice's own")
+        alice.add_message(mine.id, "user", "hello")
+    e = SyncEngine(tmp_path / "alice.db", remote_dsn)
+    report = e.sync()
+    e.close()
+
+    assert report.ok and report.conversations.quarantined == 1
+    assert report.conversations.written == 1 and report.messages.written == 1
+    with Store(tmp_path / "alice.db") as alice:
+        (q,) = Outbox(alice.conn).quarantined()
+        assert q["id"] == "conv_shared" and "row-level security" in q["reason"]
+        # its message waits with it, still pending, never sent
+        assert alice.message("msg_alice_1").dirty
+    row = remote.execute(
+        "SELECT user_id::text, title FROM chat_sessions WHERE id = 'conv_shared'").fetchone()
+    assert row == (BOB, "bob's secret")
+    assert remote.execute("SELECT count(*) FROM chat_messages WHERE id = 'msg_alice_1'"
+                          ).fetchone() == (0,)
+    assert remote.execute("SELECT content FROM chat_messages WHERE id = 'msg_bob'"
+                          ).fetchone() == ("bob's words",)
+
+
+def test_rows_claiming_another_user_are_never_sent_and_rls_refuses_them(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection, remote_dsn: str
+) -> None:
+    store.sign_in(ALICE)
+    c = sqlite3.connect(store.path, isolation_level=None)
+    c.execute("INSERT INTO conversations (id, user_id, title) VALUES ('conv_forged', ?, 'x')",
+              (BOB,))
+    c.close()
+    store.create_conversation("mine")
+    report = engine.sync()
+    assert report.conversations.sent == 1
+    assert remote.execute("SELECT count(*) FROM chat_sessions WHERE user_id = %s",
+                          (BOB,)).fetchone() == (0,)
+
+    # Even a crafted push that skips the local filter is refused by the database itself.
+    with connect_remote(remote_dsn) as conn:
+        session = UserSession(conn, ALICE)
+        forged = {"id": "conv_forged", "user_id": BOB, "title": "x", "rev": 1,
+                  "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+                  "is_active": 1}
+        result = push_conversations(session, [forged])
+    assert [r.id for r in result.refused] == ["conv_forged"]
+    assert "row-level security" in result.refused[0].reason
+    assert remote.execute("SELECT count(*) FROM chat_sessions WHERE id = 'conv_forged'"
+                          ).fetchone() == (0,)
+
+
+def test_values_postgres_refuses_are_quarantined_and_the_rest_syncs(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    store.sign_in(ALICE)
+    conv = store.create_conversation("mixed")
+    for i in range(20):
+        store.add_message(conv.id, "user", f"fine {i}", id=f"msg_ok_{i}")
+    c = sqlite3.connect(store.path, isolation_level=None)
+    c.execute("INSERT INTO messages (id, conversation_id, role, content) "
+              "VALUES ('msg_nul', ?, 'user', 'a' || char(0) || 'b')", (conv.id,))
+    c.execute("INSERT INTO messages (id, conversation_id, role, content, timestamp) "
+              "VALUES ('msg_year0', ?, 'user', 'x', '0000-01-01T00:00:00Z')", (conv.id,))
+    report = engine.sync()
+    assert report.ok
+    quarantined = {q["id"]: q["reason"] for q in Outbox(store.conn).quarantined()}
+    assert set(quarantined) == {"msg_nul", "msg_year0"}
+    assert "NUL" in quarantined["msg_nul"]
+    assert "out of range" in quarantined["msg_year0"]
+    assert remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0] == 20
+
+    # a quarantined row is retried once it changes, and then syncs
+    c.execute("UPDATE messages SET content = 'ab' WHERE id = 'msg_nul'")
+    c.close()
+    again = engine.sync()
+    assert again.messages.sent == 1 and again.messages.written == 1
+    assert "msg_nul" not in {q["id"] for q in Outbox(store.conn).quarantined()}
+    assert engine.sync().sent == 0
+
+
+def test_signed_out_pushes_nothing_and_sign_in_claims_anonymous_work(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    conv = store.create_conversation("offline thoughts")
+    store.add_message(conv.id, "user", "written before signing in")
+    report = engine.sync()
+    assert report.skipped == "no one is signed in" and report.sent == 0
+    assert remote.execute("SELECT count(*) FROM chat_sessions").fetchone() == (0,)
+
+    store.sign_in(ALICE)
+    report = engine.sync()
+    assert report.claimed == 1 and report.messages.sent == 1
+    assert remote.execute("SELECT user_id::text FROM chat_sessions").fetchall() == [(ALICE,)]
+
+    store.sign_out()
+    store.create_conversation("after sign-out")
+    assert engine.sync().skipped == "no one is signed in"
+    assert remote.execute("SELECT count(*) FROM chat_sessions").fetchone() == (1,)
+
+
+def test_unreachable_remote_is_a_transient_error_and_loses_nothing(
+    store: Store, store_path: Path
+) -> None:
+    store.sign_in(ALICE)
+    store.create_conversation("waiting")
+    e = SyncEngine(store_path, "host=127.0.0.1 port=1 user=postgres connect_timeout=2")
+    report = e.sync()
+    e.close()
+    assert not report.ok and report.transient is True
+    assert "cannot reach" in (report.error or "")
+    assert Outbox(store.conn).pending(ALICE).conversations == 1
