@@ -1,0 +1,1 @@
+"""Benchmarks for chatsync (not part of the test suite): `python -m benchmarks.bench`."""
