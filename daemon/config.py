@@ -47,6 +47,8 @@ class SyncConfig(_Section):
     interval_seconds: float = Field(300, gt=0)
     debounce_ms: int = Field(500, ge=0)
     max_wait_ms: int = Field(5000, ge=0)
+    # cap of the exponential back-off after failed syncs
+    retry_max_seconds: float = Field(300, gt=0)
 
 
 class DaemonConfig(_Section):

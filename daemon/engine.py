@@ -39,12 +39,15 @@ class SyncEngine:
         self, store_path: str | Path, dsn: str, *, batch_size: int = 1000,
         on_phase: PhaseHook | None = None,
         progress: Callable[[str, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.store_path = Path(store_path)
         self.dsn = dsn
         self.batch_size = batch_size
         self.on_phase = on_phase or (lambda phase, kind: None)
         self.progress = progress or (lambda kind, n: None)
+        # Checked between batches: the daemon's SIGTERM stops a long sync at a clean point.
+        self.should_stop = should_stop or (lambda: False)
         self.local = connect_store(self.store_path)
         self.outbox = Outbox(self.local)
         self._remote: psycopg.Connection | None = None
@@ -84,16 +87,28 @@ class SyncEngine:
         remote = UserSession(self._connection(), user_id, email)
         push.ensure_profile(remote, email)
         for page in self.outbox.conversations(user_id, self.batch_size):
+            if self._stopping(report):
+                return
             self._push_page(remote, "conversation", page, report.conversations)
         for page in self.outbox.messages(user_id, upto, self.batch_size):
+            if self._stopping(report):
+                return
             self._push_page(remote, "message", page, report.messages)
         for page in self.outbox.tombstones(user_id, self.batch_size):
+            if self._stopping(report):
+                return
             self.on_phase("read", "deletion")
             push.push_deletions(remote, page)
             self.on_phase("committed", "deletion")
             self.outbox.drop_tombstones((r["kind"], r["id"], r["rev"]) for r in page)
             report.deletions.sent += len(page)
             self.on_phase("marked", "deletion")
+
+    def _stopping(self, report: SyncReport) -> bool:
+        if self.should_stop():
+            report.skipped = "stopped between batches; the rest is sent at the next sync"
+            return True
+        return False
 
     def _push_page(
         self, remote: UserSession, kind: Kind, page: list[dict], counts: KindCounts
