@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
-from typing import Any
 
 import click
 import psycopg
 from rich.console import Console
-from rich.table import Table
 
+from daemon import control, systemd
 from daemon.config import Config, ConfigError, load_config
 from daemon.engine import SyncEngine
+from daemon.lock import AlreadyRunning
+from daemon.progress import TerminalProgress
+from daemon.report import SyncReport
 from daemon.settings import remote_dsn
+from daemon.status import render as render_status
+from daemon.status import store_status
 from localstore import InvalidRow, NotFound, Store, StoreError
 from localstore.outbox import Outbox
 from remote.connect import connect, mask_dsn
@@ -84,74 +87,93 @@ def migrate_cmd(ctx: _Context, corrected_analytics: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @pass_ctx
 def sync_now(ctx: _Context, as_json: bool) -> None:
-    """Sync once, now, and print what was sent."""
+    """Sync once, now, and print what was sent.
+
+    Asks the running daemon (which skips any back-off); with no daemon, syncs in-process.
+    """
     config = ctx.config
+    answer = control.request(config.daemon.resolved_socket, "POST", "/sync", read_timeout=None)
+    if answer is not None and answer.status_code == 200:
+        data = answer.json()
+        ok, summary, transient = data["ok"], data["summary"], data.get("transient")
+    else:
+        if answer is not None:  # a daemon that is stopping: do it here instead
+            click.echo(f"chatsync: the daemon said: {answer.json().get('error')}", err=True)
+        report = _sync_in_process(config)
+        data = {**report.to_json(), "summary": report.summary(), "by": "this process"}
+        ok, summary, transient = report.ok, report.summary(), report.transient
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    elif ok:
+        click.echo(f"{summary} ({'by the daemon' if data['by'] == 'daemon' else 'in-process'})")
+    if not ok:
+        kind = "temporary; try again later" if transient else "needs attention"
+        click.echo(f"chatsync: {summary} ({kind})", err=True)
+        sys.exit(1)
+
+
+def _sync_in_process(config: Config) -> SyncReport:
+    # No store lock: a daemon may start meanwhile, and concurrent syncs are safe (marks are
+    # compare-and-set, re-sends are no-ops).
+    bar = TerminalProgress(min_rows=config.sync.batch_size)
     engine = SyncEngine(
-        config.local.resolved_path, remote_dsn(config), batch_size=config.sync.batch_size
+        config.local.resolved_path, remote_dsn(config), batch_size=config.sync.batch_size,
+        progress=bar.advance,
     )
     try:
-        report = engine.sync()
+        p = store_status(config.local.resolved_path, "")["pending"]
+        bar.begin(p["conversations"] + p["messages"] + p["deletions"])
+        return engine.sync()
     finally:
+        bar.end()
         engine.close()
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        click.echo(report.summary())
-    if not report.ok:
-        sys.exit(1)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="print status as JSON")
 @pass_ctx
 def status(ctx: _Context, as_json: bool) -> None:
-    """Who is signed in, what is pending, what is quarantined."""
-    data = store_status(ctx.config)
+    """The daemon's live view (state, last and next sync), or the store's when it is down."""
+    config = ctx.config
+    answer = control.request(config.daemon.resolved_socket, "GET", "/status")
+    if answer is not None and answer.status_code == 200:
+        data = answer.json()
+    else:
+        remote = mask_dsn(config.remote.dsn) if config.remote.dsn else "embedded"
+        data = {**store_status(config.local.resolved_path, remote), "daemon": None}
     if as_json:
         click.echo(json.dumps(data, indent=2))
+    else:
+        render_status(data, console)
+
+
+@cli.command()
+@click.option("--watch", "watch_mode", default="auto", show_default=True,
+              type=click.Choice(["auto", "native", "polling", "off"]),
+              help="edits: native file events (falling back to polling), polling, or off "
+                   "(schedule and sync-now only)")
+@pass_ctx
+def run(ctx: _Context, watch_mode: str) -> None:
+    """Run the sync daemon in the foreground (for systemd, launchd or a terminal)."""
+    from daemon.run import run as run_daemon
+
+    sys.exit(run_daemon(ctx.config, watch_mode=watch_mode))  # type: ignore[arg-type]
+
+
+@cli.command("install-service")
+@click.option("--print", "print_only", is_flag=True, help="print the unit instead of writing it")
+@pass_ctx
+def install_service(ctx: _Context, print_only: bool) -> None:
+    """Write a systemd user unit for `chatsync run` (Type=notify)."""
+    text = systemd.unit_text(ctx.config_path)
+    if print_only:
+        click.echo(text, nl=False)
         return
-    table = Table(show_header=False, box=None)
-    table.add_row("store", data["store"])
-    table.add_row("remote", data["remote"])
-    table.add_row("signed in", data["signed_in"] or "no one")
-    pending = data["pending"]
-    table.add_row(
-        "pending",
-        f"{pending['conversations']} conversations, {pending['messages']} messages, "
-        f"{pending['deletions']} deletions",
-    )
-    if pending["oldest_age_s"] is not None:
-        table.add_row("oldest pending", f"{pending['oldest_age_s']:.0f}s ago")
-    table.add_row("quarantined", str(len(data["quarantined"])))
-    console.print(table)
-    for q in data["quarantined"]:
-        console.print(f"  {q['kind']} {q['id']}: {q['reason']}", markup=False)
-
-
-def store_status(config: Config) -> dict[str, Any]:
-    """Status as the store alone can tell it (no daemon, no remote)."""
-    with Store(config.local.resolved_path) as store:
-        session = store.signed_in()
-        outbox = Outbox(store.conn)
-        pending = outbox.pending(session.user_id) if session else None
-        oldest_age = None
-        if pending and pending.oldest:
-            oldest = datetime.fromisoformat(pending.oldest.replace("Z", "+00:00"))
-            oldest_age = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
-        return {
-            "store": str(store.path),
-            "remote": mask_dsn(config.remote.dsn) if config.remote.dsn else "embedded",
-            "signed_in": session.user_id if session else None,
-            "email": session.email if session else None,
-            "pending": {
-                "conversations": pending.conversations if pending else 0,
-                "messages": pending.messages if pending else 0,
-                "deletions": pending.deletions if pending else 0,
-                "oldest_age_s": oldest_age,
-            },
-            "anonymous_conversations": outbox.anonymous_conversations(),
-            "quarantined": outbox.quarantined(),
-        }
+    path = systemd.user_unit_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    click.echo(f"wrote {path}\nnow: systemctl --user daemon-reload && "
+               f"systemctl --user enable --now {systemd.UNIT_NAME}")
 
 
 @cli.command("retry-quarantined")
@@ -225,6 +247,12 @@ def main() -> None:
     except ConfigError as exc:
         click.echo(f"chatsync: configuration error: {exc}", err=True)
         sys.exit(2)
+    except AlreadyRunning as exc:
+        click.echo(f"chatsync: {exc}", err=True)
+        sys.exit(1)
+    except control.SocketInUse as exc:
+        click.echo(f"chatsync: {exc}; set daemon.socket to run another", err=True)
+        sys.exit(1)
     except (InvalidRow, NotFound) as exc:
         click.echo(f"chatsync: {exc}", err=True)
         sys.exit(1)

@@ -1,0 +1,5 @@
+"""`python -m daemon ...` is `chatsync ...`."""
+
+from daemon.cli import main
+
+main()

@@ -1,0 +1,148 @@
+"""The control socket: HTTP over a Unix socket (mode 0600, same user only), and its client.
+
+Routes: GET /health, GET /status, GET /metrics (Prometheus text), POST /sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import socketserver
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+BASE_URL = "http://chatsync"
+CONNECT_TIMEOUT_S = 1.0
+
+
+class SocketInUse(Exception):
+    """Another live process already answers on the control socket path."""
+
+
+class ControlApi(Protocol):
+    def health(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]: ...
+    def metrics(self) -> str: ...
+    def sync(self) -> tuple[int, dict[str, Any]]: ...
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    api: ControlApi
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        # The socket's mode already keeps other users out; this holds even if the socket
+        # or its directory were made more permissive.
+        creds = request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            log.warning("refused a control connection from uid %d", uid)
+            return False
+        return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "chatsync"
+
+    def do_GET(self) -> None:
+        api = self.server.api
+        if self.path == "/health":
+            self._json(200, api.health())
+        elif self.path == "/status":
+            self._json(200, api.status())
+        elif self.path == "/metrics":
+            self._send(200, api.metrics().encode(), "text/plain; version=0.0.4")
+        else:
+            self._json(404, {"error": f"no route GET {self.path}"})
+
+    def do_POST(self) -> None:
+        if self.path == "/sync":
+            self._json(*self.server.api.sync())
+        else:
+            self._json(404, {"error": f"no route POST {self.path}"})
+
+    def _json(self, code: int, body: dict[str, Any]) -> None:
+        self._send(code, json.dumps(body).encode(), "application/json")
+
+    def _send(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self) -> str:
+        return "control-socket"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("control: " + format, *args)
+
+
+class ControlServer:
+    """Binds at construction (so a clash is reported before anything starts)."""
+
+    def __init__(self, path: Path, api: ControlApi) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists() or path.is_socket():
+            if ping(path):
+                raise SocketInUse(f"another chatsync daemon already answers on {path}")
+            path.unlink()  # left behind by a daemon that died
+        # Created 0600 from the start (no window with a wider mode); chmod for certainty.
+        old_umask = os.umask(0o177)
+        try:
+            self._server = _Server(str(path), _Handler)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        self._server.api = api
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="control", daemon=True
+        )
+
+    def start(self) -> ControlServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def client(path: Path, *, read_timeout: float | None = 10.0) -> httpx.Client:
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(path)), base_url=BASE_URL,
+        timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT_S),
+    )
+
+
+def ping(path: Path) -> bool:
+    """Whether a daemon answers on *path*."""
+    return request(path, "GET", "/health", read_timeout=2.0) is not None
+
+
+def request(
+    path: Path, method: str, route: str, *, read_timeout: float | None = 10.0
+) -> httpx.Response | None:
+    """The daemon's answer, or None when no daemon listens on *path*."""
+    if not path.is_socket():
+        return None
+    try:
+        with client(path, read_timeout=read_timeout) as http:
+            return http.request(method, route)
+    except (httpx.ConnectError, httpx.RemoteProtocolError):
+        return None

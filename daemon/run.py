@@ -1,0 +1,177 @@
+"""`chatsync run`: the lock, the sync loop, its four triggers, the control socket, signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from daemon import metrics, systemd
+from daemon.backoff import Backoff
+from daemon.config import Config
+from daemon.control import ControlServer
+from daemon.engine import SyncEngine
+from daemon.lock import StoreLock
+from daemon.progress import TerminalProgress
+from daemon.report import SyncReport
+from daemon.schedule import Schedule
+from daemon.service import SyncService, now_iso
+from daemon.settings import remote_dsn
+from daemon.status import store_status
+from daemon.watch import EditWatcher, WatchMode
+from remote.connect import mask_dsn
+
+log = logging.getLogger("chatsync")
+
+# After SIGTERM the batch in flight may finish; past this bound it is abandoned (its remote
+# transaction rolls back when the connection drops, and it is re-sent at the next start).
+STOP_BOUND_S = 10.0
+# How long POST /sync waits for its sync before answering "still running".
+SYNC_REQUEST_TIMEOUT_S = 600.0
+BACKOFF_BASE_S = 1.0
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()), force=True, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    # APScheduler logs every job run at INFO; the sync line already says it.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+class Daemon:
+    """Wires the parts; `serve()` blocks until a signal and returns the exit status."""
+
+    def __init__(self, config: Config, *, watch_mode: WatchMode = "auto") -> None:
+        self.config = config
+        self.store_path = config.local.resolved_path
+        self.socket_path = config.daemon.resolved_socket
+        self.watch_mode = watch_mode
+        self.stop_requested = threading.Event()
+        self.started_at = ""
+
+    def serve(self) -> int:
+        lock = StoreLock(self.store_path)
+        lock.acquire()  # AlreadyRunning propagates: the CLI prints it and exits 1
+        try:
+            return self._serve()
+        finally:
+            lock.release()
+
+    def _serve(self) -> int:
+        dsn = remote_dsn(self.config)
+        self.remote_label = mask_dsn(dsn) if self.config.remote.dsn else "embedded"
+        sync_cfg = self.config.sync
+        self.bar = TerminalProgress(min_rows=sync_cfg.batch_size)
+
+        def make_engine(progress: Callable[[str, int], None],
+                        should_stop: Callable[[], bool]) -> SyncEngine:
+            return SyncEngine(self.store_path, dsn, batch_size=sync_cfg.batch_size,
+                              progress=progress, should_stop=should_stop)
+
+        self.service = SyncService(
+            make_engine, backoff=Backoff(BACKOFF_BASE_S, sync_cfg.retry_max_seconds),
+            on_sync=self._after_sync, progress=self.bar.advance, before_sync=self._before_sync,
+        )
+        self.control = ControlServer(self.socket_path, self)
+        self.watcher = EditWatcher(
+            self.store_path, lambda: self.service.request("edit"),
+            debounce_s=sync_cfg.debounce_ms / 1000, max_wait_s=sync_cfg.max_wait_ms / 1000,
+            mode=self.watch_mode,
+        )
+        self.schedule = Schedule(sync_cfg.interval_seconds,
+                                 lambda: self.service.request("schedule"))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        log.info("chatsync daemon (pid %d) starting: store %s, remote %s, control socket %s",
+                 os.getpid(), self.store_path, self.remote_label, self.socket_path)
+        self.service.request("startup")  # whatever is pending, without waiting for a trigger
+        self.service.start()
+        self.watcher.start()
+        self.schedule.start()
+        self.control.start()
+        self.started_at = now_iso()
+        log.info("ready: file watching %s, a sync every %gs", self.watcher.mode,
+                 sync_cfg.interval_seconds)
+        systemd.notify("READY=1\nSTATUS=started; syncing what is pending")
+        while not self.stop_requested.wait(1.0):
+            pass
+        return self._shutdown()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log.info("%s received: stopping (finishing the batch in flight, at most %gs)",
+                 signal.Signals(signum).name, STOP_BOUND_S)
+        self.stop_requested.set()
+
+    def _shutdown(self) -> int:
+        systemd.notify("STOPPING=1")
+        self.service.stop()
+        self.schedule.stop()
+        self.watcher.stop()
+        finished = self.service.join(STOP_BOUND_S)
+        self.control.stop()
+        self.bar.end()
+        if not finished:
+            log.warning("the batch in flight did not finish within %gs and is abandoned; its "
+                        "remote transaction rolls back and it is sent again at the next start",
+                        STOP_BOUND_S)
+            logging.shutdown()
+            # The sync thread is still inside a remote call; don't wait for it.
+            os._exit(0)
+        self.service.engine.close()
+        log.info("stopped")
+        return 0
+
+    # --- hooks from the sync loop -------------------------------------------------------
+    def _before_sync(self) -> None:
+        data = store_status(self.store_path, self.remote_label)
+        p = data["pending"]
+        self.bar.begin(p["conversations"] + p["messages"] + p["deletions"])
+
+    def _after_sync(self, report: SyncReport) -> None:
+        self.bar.end()
+        state = self.service.state()
+        systemd.notify(f"STATUS={state}; last sync: {report.summary()}")
+
+    # --- ControlApi ---------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "pid": os.getpid(), "state": self.service.state()}
+
+    def status(self) -> dict[str, Any]:
+        data = store_status(self.store_path, self.remote_label)
+        daemon = self.service.snapshot()
+        next_run = self.schedule.next_run()
+        daemon.update(
+            pid=os.getpid(), started_at=self.started_at, socket=str(self.socket_path),
+            next_scheduled=next_run.isoformat(timespec="seconds") if next_run else None,
+            watching=self.watcher.describe(),
+        )
+        data["daemon"] = daemon
+        return data
+
+    def metrics(self) -> str:
+        data = store_status(self.store_path, self.remote_label)
+        last = self.service.last
+        return metrics.render(
+            self.service.counters, data["pending"], len(data["quarantined"]),
+            self.service.backoff.failures, last.duration_s if last else None,
+        )
+
+    def sync(self) -> tuple[int, dict[str, Any]]:
+        if self.service.stopping:
+            return 503, {"error": "the daemon is stopping"}
+        ticket = self.service.request("manual", bypass_backoff=True)
+        report = self.service.wait(ticket, SYNC_REQUEST_TIMEOUT_S)
+        if report is None:
+            return 503, {"error": "the daemon stopped or the sync is still running"}
+        return 200, {**report.to_json(), "summary": report.summary(), "by": "daemon"}
+
+
+def run(config: Config, *, watch_mode: WatchMode = "auto") -> int:
+    configure_logging(config.daemon.log_level)
+    return Daemon(config, watch_mode=watch_mode).serve()

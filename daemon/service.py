@@ -1,0 +1,244 @@
+"""The single-flight sync loop: every trigger asks it; it runs one sync at a time.
+
+A request that arrives during a sync becomes exactly one follow-up sync, however many
+arrive. Failures back off (see backoff.py); a manual request bypasses the back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from daemon.backoff import Backoff
+from daemon.engine import SyncEngine
+from daemon.report import SyncReport
+
+log = logging.getLogger("chatsync")
+
+# Several reasons can be folded into one sync; the log and metrics name the first of these.
+REASON_ORDER = ("manual", "startup", "sign-in", "sign-out", "edit", "retry", "schedule")
+
+SIGNED_OUT = "no one is signed in"
+# engine.sync(progress=..., should_stop=...) -> SyncEngine
+EngineFactory = Callable[[Callable[[str, int], None], Callable[[], bool]], SyncEngine]
+SESSION_USER = "SELECT user_id FROM auth_session"
+DATA_VERSION = "PRAGMA data_version"
+
+
+@dataclass
+class Counters:
+    syncs: Counter[str] = field(default_factory=Counter)  # by reason
+    noop: int = 0  # syncs that found nothing to send
+    own_writes_skipped: int = 0  # edit bursts that were only the daemon's own writes
+    errors: Counter[str] = field(default_factory=Counter)  # transient / permanent
+    rows_sent: Counter[str] = field(default_factory=Counter)  # by kind
+    duration_sum_s: float = 0.0
+
+
+class SyncService:
+    def __init__(
+        self, engine_factory: EngineFactory, *, backoff: Backoff | None = None,
+        on_sync: Callable[[SyncReport], None] | None = None,
+        progress: Callable[[str, int], None] | None = None,
+        before_sync: Callable[[], None] | None = None,
+    ) -> None:
+        self.backoff = backoff or Backoff()
+        self.counters = Counters()
+        self._cond = threading.Condition()
+        self._requested = self._started = self._completed = 0
+        self._reasons: set[str] = set()
+        self._bypass = False
+        self._retry_at: float | None = None
+        self._stopping = False
+        self._on_sync = on_sync or (lambda report: None)
+        self._progress = progress or (lambda kind, n: None)
+        self._before_sync = before_sync or (lambda: None)
+        self.syncing: dict[str, Any] | None = None
+        self.last: SyncReport | None = None
+        self.last_reason: str | None = None
+        self.last_finished_at: datetime | None = None
+        self.engine = engine_factory(self._on_progress, lambda: self._stopping)
+        self._user: str | None = self._session_user()
+        self._data_version: int | None = None
+        self._thread = threading.Thread(target=self._loop, name="sync", daemon=True)
+
+    # --- asking -----------------------------------------------------------------------
+    def request(self, reason: str, *, bypass_backoff: bool = False) -> int:
+        """Ask for a sync; returns a ticket for `wait`. Never blocks on a sync."""
+        with self._cond:
+            self._requested += 1
+            self._reasons.add(reason)
+            self._bypass = self._bypass or bypass_backoff
+            self._cond.notify_all()
+            return self._requested
+
+    def wait(self, ticket: int, timeout: float | None = None) -> SyncReport | None:
+        """The report of the first sync that started after *ticket* was issued."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._completed >= ticket or self._stopping, timeout)
+            return self.last if self._completed >= ticket else None
+
+    # --- running ----------------------------------------------------------------------
+    def start(self) -> SyncService:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Take no more work; the engine stops between batches (its should_stop)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        """Whether the loop ended within *timeout*."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due():
+                    if self._stopping:
+                        return
+                    wait = None if self._retry_at is None else self._retry_at - time.monotonic()
+                    self._cond.wait(wait if self._requested > self._started else None)
+                if self._stopping:
+                    return
+                ticket, self._started = self._requested, self._requested
+                reasons, self._reasons, self._bypass = self._reasons, set(), False
+            self._run_one(ticket, reasons)
+
+    def _due(self) -> bool:
+        if self._stopping or self._requested <= self._started:
+            return False
+        return self._bypass or self._retry_at is None or time.monotonic() >= self._retry_at
+
+    def _run_one(self, ticket: int, reasons: set[str]) -> None:
+        user = self._session_user()
+        if user != self._user:
+            reasons.add("sign-in" if user else "sign-out")
+            log.info("%s", f"signed in as {user}; claiming and pushing its conversations"
+                     if user else "signed out; local data is kept and nothing is pushed")
+            self._user = user
+        if reasons == {"edit"} and self._only_own_writes():
+            # The file events came from this daemon's own marks: no other connection has
+            # committed since the last sync, so there is nothing new to look at.
+            with self._cond:
+                self.counters.own_writes_skipped += 1
+                self._completed = ticket
+                self._cond.notify_all()
+            return
+        reason = min(reasons, key=lambda r: REASON_ORDER.index(r) if r in REASON_ORDER else 99)
+        with self._cond:
+            self.syncing = {"reason": reason, "since": now_iso(), "sent": 0}
+        self._before_sync()
+        report = self.engine.sync()
+        self._data_version = self._read_data_version()
+        with self._cond:
+            self._record(reason, report)
+            self._completed = ticket
+            self.syncing = None
+            self._cond.notify_all()
+        self._on_sync(report)
+
+    def _record(self, reason: str, report: SyncReport) -> None:
+        c = self.counters
+        c.syncs[reason] += 1
+        c.duration_sum_s += report.duration_s
+        for kind, counts in (("conversation", report.conversations),
+                             ("message", report.messages), ("deletion", report.deletions)):
+            c.rows_sent[kind] += counts.sent
+        self.last, self.last_reason = report, reason
+        self.last_finished_at = datetime.now(UTC)
+        retry = ""
+        if report.error:
+            c.errors["transient" if report.transient else "permanent"] += 1
+            delay = self.backoff.failed()
+            self._retry_at = time.monotonic() + delay
+            if report.transient:
+                # Transient trouble heals by itself: retry without waiting for a trigger.
+                self._requested += 1
+                self._reasons.add("retry")
+                retry = f"; temporary, retrying in {delay:.1f}s"
+            else:
+                retry = (f"; needs attention, next try on the next trigger after {delay:.1f}s"
+                         " or at once with `chatsync sync-now`")
+        else:
+            self.backoff.succeeded()
+            self._retry_at = None
+            if report.skipped or report.sent == 0:
+                c.noop += 1
+        log.info("sync #%d (%s): %s%s", sum(c.syncs.values()), reason, report.summary(), retry)
+
+    def _on_progress(self, kind: str, n: int) -> None:
+        with self._cond:
+            if self.syncing is not None:
+                self.syncing["sent"] += n
+        self._progress(kind, n)
+
+    def _session_user(self) -> str | None:
+        row = self.engine.local.execute(SESSION_USER).fetchone()
+        return row[0] if row else None
+
+    def _read_data_version(self) -> int:
+        return int(self.engine.local.execute(DATA_VERSION).fetchone()[0])
+
+    def _only_own_writes(self) -> bool:
+        return self._data_version is not None and self._read_data_version() == self._data_version
+
+    # --- telling ----------------------------------------------------------------------
+    def retry_in_s(self) -> float | None:
+        if self._retry_at is None:
+            return None
+        return max(0.0, self._retry_at - time.monotonic())
+
+    def state(self) -> str:
+        if self._stopping:
+            return "stopping"
+        if self.syncing is not None:
+            return "syncing"
+        if self.last is not None and self.last.error:
+            if self.last.transient and "cannot reach" in self.last.error:
+                return "offline"
+            return "backing off"
+        if self._user is None:
+            return "signed out"
+        return "idle"
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._cond:
+            last = None
+            if self.last is not None:
+                last = {
+                    **self.last.to_json(), "reason": self.last_reason,
+                    "finished_at": self.last_finished_at.isoformat(timespec="seconds")
+                    if self.last_finished_at else None,
+                    "summary": self.last.summary(),
+                }
+            c = self.counters
+            return {
+                "state": self.state(),
+                "signed_in": self._user,
+                "syncing": dict(self.syncing) if self.syncing else None,
+                "last_sync": last,
+                "backoff": {"failures": self.backoff.failures, "retry_in_s": self.retry_in_s()},
+                "syncs": {
+                    "total": sum(c.syncs.values()), "by_reason": dict(c.syncs),
+                    "noop": c.noop, "own_writes_skipped": c.own_writes_skipped,
+                    "errors": dict(c.errors),
+                },
+            }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

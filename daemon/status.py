@@ -1,0 +1,103 @@
+"""What `chatsync status` says: the store's own view, plus the daemon's live view."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from localstore import Store
+from localstore.outbox import Outbox
+
+
+def store_status(store_path: Path, remote_label: str) -> dict[str, Any]:
+    """Status as the store alone can tell it (no daemon, no remote)."""
+    with Store(store_path) as store:
+        session = store.signed_in()
+        outbox = Outbox(store.conn)
+        pending = outbox.pending(session.user_id) if session else None
+        oldest_age = None
+        if pending and pending.oldest:
+            oldest = datetime.fromisoformat(pending.oldest.replace("Z", "+00:00"))
+            oldest_age = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        return {
+            "store": str(store.path),
+            "remote": remote_label,
+            "signed_in": session.user_id if session else None,
+            "email": session.email if session else None,
+            "pending": {
+                "conversations": pending.conversations if pending else 0,
+                "messages": pending.messages if pending else 0,
+                "deletions": pending.deletions if pending else 0,
+                "oldest_age_s": oldest_age,
+            },
+            "anonymous_conversations": outbox.anonymous_conversations(),
+            "quarantined": outbox.quarantined(),
+        }
+
+
+def explain(daemon: dict[str, Any] | None, pending_total: int) -> str:
+    """The daemon's state in one sentence a person can act on."""
+    if daemon is None:
+        return ("No daemon is running; this is the store's own view. Start one with "
+                "`chatsync run`, or sync once with `chatsync sync-now`.")
+    state = daemon["state"]
+    last = daemon.get("last_sync") or {}
+    retry = daemon["backoff"]["retry_in_s"]
+    when = f"in {retry:.0f}s" if retry is not None else "on the next trigger"
+    if state == "syncing":
+        s = daemon["syncing"]
+        return f"Syncing ({s['reason']}): {s['sent']} rows sent so far."
+    if state == "stopping":
+        return "Stopping: finishing the batch in flight."
+    if state in ("offline", "backing off") and last.get("transient"):
+        return (f"The last sync failed for a reason that usually passes by itself "
+                f"({last['error']}); chatsync retries {when} "
+                f"(failure {daemon['backoff']['failures']} in a row). Edits are kept locally.")
+    if state == "backing off":
+        return (f"The last sync failed and will not fix itself: {last.get('error')}. Fix "
+                "that, then run `chatsync sync-now`; chatsync also retries on the next "
+                f"trigger after the back-off ({when}).")
+    if state == "signed out":
+        return "No one is signed in: nothing is pushed, and local data is kept until a sign-in."
+    if pending_total:
+        return f"Idle; {pending_total} row(s) wait for the next sync."
+    return "Idle and up to date."
+
+
+def render(data: dict[str, Any], console: Console) -> None:
+    daemon = data.get("daemon")
+    pending = data["pending"]
+    total = pending["conversations"] + pending["messages"] + pending["deletions"]
+    table = Table(show_header=False, box=None)
+    table.add_row("state", daemon["state"] if daemon else "no daemon running")
+    table.add_row("", explain(daemon, total))
+    table.add_row("store", data["store"])
+    table.add_row("remote", data["remote"])
+    table.add_row("signed in", data["signed_in"] or "no one")
+    table.add_row(
+        "pending",
+        f"{pending['conversations']} conversations, {pending['messages']} messages, "
+        f"{pending['deletions']} deletions",
+    )
+    if pending["oldest_age_s"] is not None:
+        table.add_row("oldest pending", f"{pending['oldest_age_s']:.0f}s ago")
+    table.add_row("quarantined", str(len(data["quarantined"])))
+    if daemon:
+        last = daemon.get("last_sync")
+        if last:
+            table.add_row("last sync", f"{last['finished_at']} ({last['reason']}): "
+                          f"{last['summary']}")
+        table.add_row("next scheduled", daemon.get("next_scheduled") or "-")
+        watching = daemon.get("watching") or {}
+        table.add_row("file watching", watching.get("mode", "?") +
+                      (f" ({watching['note']})" if watching.get("note") else ""))
+        syncs = daemon["syncs"]
+        table.add_row("syncs", f"{syncs['total']} since start (pid {daemon['pid']}), "
+                      f"{sum(syncs['errors'].values())} failed")
+    console.print(table)
+    for q in data["quarantined"]:
+        console.print(f"  {q['kind']} {q['id']}: {q['reason']}", markup=False)
