@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from localstore.transaction import write_transaction
+
 Kind = Literal["conversation", "message"]
 
 CONVERSATION_COLUMNS = ("id", "user_id", "title", "created_at", "updated_at", "is_active")
@@ -153,7 +155,7 @@ class Outbox:
         """Compare-and-set `synced_rev`; returns how many rows were still at the pushed rev."""
         sql = MARK_CONVERSATION if kind == "conversation" else MARK_MESSAGE
         params = [{"id": i, "rev": r} for i, r in acked]
-        with _write(self.conn):
+        with write_transaction(self.conn):
             before = self.conn.total_changes
             self.conn.executemany(sql, params)
             marked = self.conn.total_changes - before
@@ -162,7 +164,7 @@ class Outbox:
         return marked
 
     def drop_tombstones(self, acked: Iterable[tuple[str, str, int]]) -> None:
-        with _write(self.conn):
+        with write_transaction(self.conn):
             self.conn.executemany(
                 DROP_TOMBSTONE, [{"kind": k, "id": i, "rev": r} for k, i, r in acked]
             )
@@ -170,7 +172,7 @@ class Outbox:
     def quarantine(self, refusals: Iterable[Refusal]) -> None:
         rows = [{"kind": r.kind, "id": r.id, "rev": r.rev, "reason": r.reason} for r in refusals]
         if rows:
-            with _write(self.conn):
+            with write_transaction(self.conn):
                 self.conn.executemany(QUARANTINE, rows)
 
     def quarantined(self) -> list[dict[str, Any]]:
@@ -179,22 +181,8 @@ class Outbox:
 
     def release_quarantine(self) -> int:
         """Retry every quarantined row at the next sync; returns how many."""
-        with _write(self.conn):
+        with write_transaction(self.conn):
             return self.conn.execute("DELETE FROM quarantine").rowcount
 
     def _has_quarantine(self) -> bool:
         return self.conn.execute("SELECT 1 FROM quarantine LIMIT 1").fetchone() is not None
-
-
-class _write:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

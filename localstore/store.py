@@ -14,6 +14,7 @@ from localstore.connection import connect
 from localstore.errors import InvalidRow, NotFound, NotSignedIn
 from localstore.ids import new_id, utc_now
 from localstore.models import MESSAGE_FIELDS, AuthSession, Conversation, Message
+from localstore.transaction import write_transaction
 
 CLAIM_ANONYMOUS = "UPDATE conversations SET user_id = :user_id WHERE user_id IS NULL"
 
@@ -38,17 +39,11 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; constraint failures become `InvalidRow`."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
+            with write_transaction(self.conn) as conn:
+                yield conn
         except sqlite3.IntegrityError as exc:
-            self.conn.execute("ROLLBACK")
             raise InvalidRow(_explain(exc)) from None
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
 
     # --- signing in -------------------------------------------------------------------
 
