@@ -1,0 +1,98 @@
+"""Edit-to-remote latency and burst coalescing of a real `chatsync run`, default debounce.
+
+    python -m benchmarks.latency [--edits 50] [--burst 500]
+
+Uses $CHATSYNC_BENCH_ADMIN_DSN (default: postgres on 127.0.0.1:5432) to make a throwaway
+database. Prints a table; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from localstore import Store
+from remote.migrate import migrate
+from tests.daemon_proc import DaemonProc, wait_for
+from tests.pg import LOCAL_DSN, dsn_for
+
+USER = "aaaaaaaa-0000-4000-8000-00000000beef"
+INSERT = "INSERT INTO messages (id, conversation_id, role, content) VALUES (?, ?, 'user', ?)"
+ARRIVED = "SELECT 1 FROM chat_messages WHERE id = %s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", type=int, default=50)
+    parser.add_argument("--burst", type=int, default=500)
+    args = parser.parse_args()
+    admin = os.environ.get("CHATSYNC_BENCH_ADMIN_DSN", LOCAL_DSN)
+    name = f"chatsync_latency_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = dsn_for(admin, name)
+    work = Path(tempfile.mkdtemp(prefix="chatsync-latency-"))
+    daemon: DaemonProc | None = None
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            migrate(conn)
+        store_path = work / "store" / "chatsync.db"
+        with Store(store_path) as store:
+            store.sign_in(USER)
+            conv = store.create_conversation("latency").id
+        daemon = DaemonProc(work, store_path, dsn).start()  # default debounce and max wait
+        wait_for(lambda: daemon.idle_after(1), 30, "start-up sync")
+        latencies = []
+        with psycopg.connect(dsn, autocommit=True) as remote, \
+                sqlite3.connect(store_path, isolation_level=None) as local:
+            for i in range(args.edits):
+                mid = f"msg_lat_{i}"
+                started = time.perf_counter()
+                local.execute(INSERT, (mid, conv, f"edit {i}"))
+                wait_for(lambda m=mid: remote.execute(ARRIVED, (m,)).fetchone(), 60, mid)
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.2)
+            wait_for(lambda: daemon.status()["daemon"]["state"] == "idle", 30, "idle")
+            before = daemon.syncs()["total"]
+            started = time.perf_counter()
+            for i in range(args.burst):
+                local.execute(INSERT, (f"msg_burst_{i}", conv, f"burst {i}"))
+            written_s = time.perf_counter() - started
+            last = f"msg_burst_{args.burst - 1}"
+            wait_for(lambda: remote.execute(ARRIVED, (last,)).fetchone(), 120, "the burst")
+            burst_s = time.perf_counter() - started
+            time.sleep(3)  # let any follow-up sync happen, so it is counted
+            burst_syncs = daemon.syncs()["total"] - before
+        table = Table(title="chatsync run: edits to PostgreSQL (debounce 500 ms, max wait 5 s)")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_row(f"edit-to-remote latency, median of {args.edits}",
+                      f"{statistics.median(latencies) * 1000:.0f} ms")
+        table.add_row(f"edit-to-remote latency, worst of {args.edits}",
+                      f"{max(latencies) * 1000:.0f} ms")
+        table.add_row(f"burst of {args.burst} edits: written in", f"{written_s:.2f} s")
+        table.add_row(f"burst of {args.burst} edits: all on remote after", f"{burst_s:.2f} s")
+        table.add_row(f"burst of {args.burst} edits: syncs run", str(burst_syncs))
+        Console().print(table)
+    finally:
+        if daemon is not None:
+            daemon.stop()
+            daemon.close()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()
