@@ -9,12 +9,15 @@ already identical on the remote, which writes and counts nothing.
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
+from daemon import faults
 from daemon.report import KindCounts, SyncReport
 from localstore import connect as connect_store
 from localstore.ids import utc_now
@@ -24,6 +27,7 @@ from remote import push
 from remote.connect import UserSession
 from remote.connect import connect as connect_remote
 from remote.errors import explain, is_transient
+from remote.watchdog import DEFAULT_STALL_S, StallWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +44,22 @@ class SyncEngine:
         on_phase: PhaseHook | None = None,
         progress: Callable[[str, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        stall_timeout_s: float = DEFAULT_STALL_S,
     ) -> None:
         self.store_path = Path(store_path)
         self.dsn = dsn
         self.batch_size = batch_size
-        self.on_phase = on_phase or (lambda phase, kind: None)
-        self.progress = progress or (lambda kind, n: None)
+        # CHATSYNC_FAULT (tests only, see daemon/faults.py) may add a kill at a phase.
+        hook = faults.chain(on_phase, faults.from_env()) or (lambda phase, kind: None)
+        report_progress = progress or (lambda kind, n: None)
+        # A hung remote connection is dropped after stall_timeout_s without progress.
+        self._stall = StallWatchdog(stall_timeout_s, lambda: self._remote)
+        self.on_phase = lambda phase, kind: (self._stall.touch(), hook(phase, kind))[1]
+        self.progress = lambda kind, n: (self._stall.touch(), report_progress(kind, n))[1]
         # Checked between batches: the daemon's SIGTERM stops a long sync at a clean point.
         self.should_stop = should_stop or (lambda: False)
         self.local = connect_store(self.store_path)
+        self._store_identity = _identity(self.store_path)
         self.outbox = Outbox(self.local)
         self._remote: psycopg.Connection | None = None
 
@@ -61,14 +72,37 @@ class SyncEngine:
         report = SyncReport(started_at=utc_now())
         started = time.perf_counter()
         try:
-            self._sync(report)
+            self._check_store_file()
+            with self._stall:
+                self._sync(report)
         except (psycopg.Error, OSError) as exc:
             report.error, report.transient = explain(exc), is_transient(exc)
             self.disconnect()
             log.warning("sync failed (%s): %s",
                         "will retry" if report.transient else "needs attention", report.error)
+        except (sqlite3.Error, StoreFileChanged) as exc:
+            # The local file. Busy (a client holds a long write transaction) is temporary;
+            # anything else (file replaced, corrupt, disk full) needs a person.
+            if self.local.in_transaction:
+                self.local.execute("ROLLBACK")
+            report.transient = _local_transient(exc)
+            report.error = (f"the local store is busy (another program holds a write lock "
+                            f"longer than the busy timeout): {exc}" if report.transient
+                            else f"the local store failed: {exc}")
+            log.warning("sync failed (%s): %s",
+                        "will retry" if report.transient else "needs attention", report.error)
         report.duration_s = time.perf_counter() - started
         return report
+
+    def _check_store_file(self) -> None:
+        # Writers who open the path after a replace write to the new file, which this
+        # engine would never see: say so instead of syncing the old file in silence.
+        now = _identity(self.store_path)
+        if now != self._store_identity:
+            what = "removed" if now is None else "replaced by another file"
+            raise StoreFileChanged(
+                f"the store file {self.store_path} was {what} while chatsync had it open; "
+                "restart chatsync to sync the file now at that path")
 
     def _sync(self, report: SyncReport) -> None:
         session = self.local.execute("SELECT user_id, email FROM auth_session").fetchone()
@@ -148,3 +182,20 @@ class SyncEngine:
         if self._remote is not None:
             self._remote.close()
             self._remote = None
+
+
+class StoreFileChanged(Exception):
+    """The store's path no longer names the file the engine opened."""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _local_transient(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)

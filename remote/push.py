@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -152,8 +153,14 @@ def unstorable(row: dict[str, Any], columns: Sequence[str]) -> str | None:
     """
     for column in columns:
         value = row[column]
+        if isinstance(value, bytes):
+            return f"{column} is a BLOB, not text"
         if not isinstance(value, str):
             continue
+        if column in TIMESTAMP_COLUMNS and not _iso_timestamp(value):
+            # PostgreSQL would read 'now', 'today', 'epoch' or 'infinity' as a moment of
+            # its own choosing, and the remote would silently differ from the store.
+            return f"{column} is not an ISO-8601 timestamp: {value[:40]!r}"
         if "\x00" in value:
             return f"{column} contains a NUL character, which PostgreSQL text cannot store"
         try:
@@ -161,6 +168,19 @@ def unstorable(row: dict[str, Any], columns: Sequence[str]) -> str | None:
         except UnicodeEncodeError:
             return f"{column} is not valid UTF-8"
     return None
+
+
+TIMESTAMP_COLUMNS = frozenset({"created_at", "updated_at", "timestamp"})
+
+
+def _iso_timestamp(value: str) -> bool:
+    if not (len(value) >= 10 and value[:4].isdigit() and value[4] == "-"):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _text(value: Any) -> str | None:
