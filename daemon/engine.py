@@ -21,9 +21,10 @@ from daemon import faults
 from daemon.report import KindCounts, SyncReport
 from localstore import connect as connect_store
 from localstore.ids import utc_now
+from localstore.inbox import Inbox
 from localstore.outbox import Kind, Outbox
 from localstore.store import CLAIM_ANONYMOUS
-from remote import push
+from remote import pull, push
 from remote.connect import UserSession
 from remote.connect import connect as connect_remote
 from remote.errors import explain, is_transient
@@ -113,6 +114,9 @@ class SyncEngine:
         report.user_id = user_id
         if self.outbox.anonymous_conversations():
             report.claimed = self._claim(user_id)
+        # Pull before push: remote deletes and edits meet the local ones here, where the
+        # conflict policy (localstore/inbox.py) decides, and only then is anything sent.
+        self._pull(user_id, email, report)
         upto = self.outbox.last_rev()
         if self.outbox.pending(user_id).total == 0:
             report.skipped = "nothing to send"
@@ -137,6 +141,13 @@ class SyncEngine:
             self.outbox.drop_tombstones((r["kind"], r["id"], r["rev"]) for r in page)
             report.deletions.sent += len(page)
             self.on_phase("marked", "deletion")
+
+    def _pull(self, user_id: str, email: str, report: SyncReport) -> None:
+        remote = UserSession(self._connection(), user_id, email)
+        result = pull.pull_into(remote, Inbox(self.local), page_size=max(self.batch_size, 5000),
+                                progress=self.progress)
+        report.pulled = result.applied.changed
+        report.conflicts = result.applied.conflicts
 
     def _stopping(self, report: SyncReport) -> bool:
         if self.should_stop():

@@ -21,6 +21,8 @@ class SyncReport:
     messages: KindCounts = field(default_factory=KindCounts)
     deletions: KindCounts = field(default_factory=KindCounts)
     claimed: int = 0  # anonymous conversations given to the signed-in user
+    pulled: int = 0  # remote rows that changed the local store (inserted, updated, deleted)
+    conflicts: int = 0  # conflicts the pull resolved (see localstore/inbox.py)
     duration_s: float = 0.0
     skipped: str | None = None  # why nothing was attempted (signed out, nothing pending)
     error: str | None = None
@@ -47,10 +49,11 @@ class SyncReport:
         if self.error:
             return f"sync failed after {self.duration_s:.2f}s: {self.error}"
         if self.skipped:
-            return f"nothing synced: {self.skipped}"
+            pulled = f"; pulled {self.pulled} rows" if self.pulled else ""
+            return f"nothing synced: {self.skipped}{pulled}"
         return (
             f"sent {self.conversations.sent} conversations, {self.messages.sent} messages, "
             f"{self.deletions.sent} deletions ({self.conversations.written + self.messages.written}"
             f" rows written remotely), {self.quarantined} quarantined, "
-            f"in {self.duration_s:.2f}s"
+            f"pulled {self.pulled}, in {self.duration_s:.2f}s"
         )

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from localstore import Store
+from localstore.inbox import Inbox
 from localstore.outbox import Outbox
 
 
@@ -36,6 +37,8 @@ def store_status(store_path: Path, remote_label: str) -> dict[str, Any]:
             },
             "anonymous_conversations": outbox.anonymous_conversations(),
             "quarantined": outbox.quarantined(),
+            # conflicts the pull resolved, by resolution (see localstore/inbox.py)
+            "conflicts": Inbox(store.conn).conflict_counts(),
         }
 
 

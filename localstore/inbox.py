@@ -1,0 +1,324 @@
+"""Applying pulled remote rows to the local store, and the conflict policy.
+
+Every batch is one local write transaction with `sync_meta.applying_remote = 1`, so the
+change-tracking triggers skip these writes: pulled rows are not dirty, leave no tombstones
+and are never pushed back. A pulled row equal to the local one (compared on the columns the
+client owns; timestamps as instants) writes nothing.
+
+Conflict policy (the same on every device; the pull runs before the push of each sync):
+
+- deletion wins over an edit, both ways: a row deleted remotely is removed here even if it
+  was edited here (`deleted-remotely`); a row deleted here is not brought back by a remote
+  edit, and the pending delete is pushed (`deleted-locally`);
+- edit against edit: the edit that reaches the server last wins. A local edit not yet
+  pushed is kept (`local-edit-kept`) and the push that follows sends it over the server's
+  version; the other device then pulls it. Every device ends with the server's final row.
+
+A remote change counts as a conflict only if it differs from the version the local edit was
+based on (`sync_base`: the row as it was when last in agreement with the remote, kept by
+triggers when a client first changes a clean row), so the echo of our own push, or the
+server refreshing a conversation's statistics, is not one. Each conflict is recorded in
+`conflicts` with both versions, so nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from localstore.outbox import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, Kind
+
+# The client-owned columns a pulled row is compared on. A conversation's updated_at is
+# rewritten by the server on every write, so it is taken on insert but never compared.
+CONVERSATION_COMPARED = ("user_id", "title", "created_at", "is_active")
+MESSAGE_COMPARED = MESSAGE_COLUMNS[1:]
+TIME_COLUMNS = frozenset({"created_at", "timestamp"})
+STATS_COLUMNS = (
+    "message_count", "total_tokens", "last_model", "last_message_preview",
+    "last_message_timestamp", "server_updated_at", "last_activity",
+)
+
+GET_CURSOR = "SELECT xid FROM pull_cursor WHERE user_id = ?"
+SET_CURSOR = """
+INSERT INTO pull_cursor (user_id, xid) VALUES (:user_id, :xid)
+ON CONFLICT (user_id) DO UPDATE SET xid = excluded.xid,
+    pulled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+"""
+APPLYING = "UPDATE sync_meta SET applying_remote = ?"
+_IDS = "id IN (SELECT value FROM json_each(?))"  # ? is a JSON array of ids
+LOCAL_ROWS = "SELECT {columns}, rev, synced_rev FROM {table} WHERE " + _IDS
+TOMBSTONED = "SELECT id FROM tombstones WHERE kind = ? AND " + _IDS
+BASES = "SELECT id, version FROM sync_base WHERE kind = ? AND " + _IDS
+EXISTING_CONVERSATIONS = "SELECT id FROM conversations WHERE " + _IDS
+SET_BASE = "INSERT OR REPLACE INTO sync_base (kind, id, version) VALUES (?, ?, ?)"
+DROP_BASE = "DELETE FROM sync_base WHERE kind = ? AND id = ?"
+DROP_TOMBSTONE = "DELETE FROM tombstones WHERE kind = ? AND id = ?"
+DROP_QUARANTINE = "DELETE FROM quarantine WHERE kind = ? AND id = ?"
+HAS_DIRTY_MESSAGES = (
+    "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND rev > synced_rev)"
+)
+DROP_MESSAGE_BASES = """
+DELETE FROM sync_base WHERE kind = 'message'
+  AND id IN (SELECT id FROM messages WHERE conversation_id = ?)
+"""
+RECORD_CONFLICT = """
+INSERT INTO conflicts (kind, id, resolution, local_version, remote_version)
+VALUES (?, ?, ?, ?, ?)
+"""
+CONFLICT_COUNTS = "SELECT resolution, count(*) FROM conflicts GROUP BY resolution"
+UPSERT_STATS = f"""
+INSERT INTO server_conversation_stats (conversation_id, {", ".join(STATS_COLUMNS)})
+VALUES (:id, {", ".join(":" + c for c in STATS_COLUMNS)})
+ON CONFLICT (conversation_id) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in STATS_COLUMNS)}
+WHERE {" OR ".join(f"{c} IS NOT excluded.{c}" for c in STATS_COLUMNS)}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    kind: Kind
+    name: str
+    columns: tuple[str, ...]  # written on insert
+    compared: tuple[str, ...]  # compared and written on update
+
+    def insert(self) -> str:
+        cols = ", ".join(self.columns)
+        values = ", ".join(":" + c for c in self.columns)
+        return f"INSERT INTO {self.name} ({cols}) VALUES ({values})"
+
+    def update(self) -> str:
+        sets = ", ".join(f"{c} = :{c}" for c in self.compared)
+        return f"UPDATE {self.name} SET {sets} WHERE id = :id"
+
+    def delete(self) -> str:
+        return f"DELETE FROM {self.name} WHERE id = ?"
+
+
+CONVERSATIONS = _Table("conversation", "conversations", CONVERSATION_COLUMNS,
+                       CONVERSATION_COMPARED)
+MESSAGES = _Table("message", "messages", MESSAGE_COLUMNS, MESSAGE_COMPARED)
+
+
+@dataclass(slots=True)
+class Applied:
+    """What applying pulled rows did locally."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    conflicts: int = 0
+    skipped: int = 0  # a message whose conversation is not here (deleted here)
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+    def add(self, other: Applied) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.deleted += other.deleted
+        self.conflicts += other.conflicts
+        self.skipped += other.skipped
+
+
+class Inbox:
+    """The pull's side of the store: the cursor, applying remote rows, the conflict log."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def cursor(self, user_id: str) -> int | None:
+        row = self.conn.execute(GET_CURSOR, (user_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_cursor(self, user_id: str, xid: int) -> None:
+        with _transaction(self.conn):
+            self.conn.execute(SET_CURSOR, {"user_id": user_id, "xid": xid})
+
+    def conflict_counts(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self.conn.execute(CONFLICT_COUNTS)}
+
+    def apply_conversations(self, rows: Sequence[dict[str, Any]]) -> Applied:
+        with _applying_remote(self.conn):
+            return _Batch(self.conn, CONVERSATIONS, rows).apply()
+
+    def apply_messages(self, rows: Sequence[dict[str, Any]]) -> Applied:
+        with _applying_remote(self.conn):
+            return _Batch(self.conn, MESSAGES, rows).apply()
+
+
+class _Batch:
+    """One batch of pulled rows of one kind, applied inside the caller's transaction."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, table: _Table, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        self.conn, self.table, self.rows = conn, table, rows
+        ids = json.dumps([r["id"] for r in rows])
+        sql = LOCAL_ROWS.format(columns=", ".join(table.columns), table=table.name)
+        self.local = {r["id"]: dict(r) for r in conn.execute(sql, (ids,))}
+        self.tombstoned = {r[0] for r in conn.execute(TOMBSTONED, (table.kind, ids))}
+        self.bases = {r[0]: json.loads(r[1]) for r in conn.execute(BASES, (table.kind, ids))}
+        self.parents: set[str] = set()
+        if table is MESSAGES:
+            wanted = json.dumps(sorted({r["conversation_id"] for r in rows if not r["deleted"]}))
+            self.parents = {r[0] for r in conn.execute(EXISTING_CONVERSATIONS, (wanted,))}
+        self.done = Applied()
+        self.inserts: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
+
+    def apply(self) -> Applied:
+        for remote in self.rows:
+            local = self.local.get(remote["id"])
+            if remote["deleted"]:
+                self._remote_delete(remote["id"], local)
+            elif local is None:
+                self._remote_new(remote)
+            else:
+                self._remote_edit(remote, local)
+        self.conn.executemany(self.table.insert(), self.inserts)
+        self.conn.executemany(self.table.update(), self.updates)
+        if self.table is CONVERSATIONS:
+            # Not for a conversation deleted here and still tombstoned: it is not local.
+            live = json.dumps([r["id"] for r in self.rows if not r["deleted"]])
+            present = {r[0] for r in self.conn.execute(EXISTING_CONVERSATIONS, (live,))}
+            stats = [_stats(r) for r in self.rows if not r["deleted"] and r["id"] in present]
+            self.conn.executemany(UPSERT_STATS, stats)
+        return self.done
+
+    def _remote_delete(self, row_id: str, local: dict[str, Any] | None) -> None:
+        kind = self.table.kind
+        if local is None:
+            # Deleted on both sides: nothing left to push.
+            self.conn.execute(DROP_TOMBSTONE, (kind, row_id))
+            return
+        dirty = local["rev"] > local["synced_rev"]
+        if kind == "conversation":
+            dirty = dirty or bool(self.conn.execute(HAS_DIRTY_MESSAGES, (row_id,)).fetchone()[0])
+            self.conn.execute(DROP_MESSAGE_BASES, (row_id,))
+        if dirty:
+            self._conflict(row_id, "deleted-remotely", local, None)
+        self.conn.execute(self.table.delete(), (row_id,))
+        self.conn.execute(DROP_BASE, (kind, row_id))
+        self.conn.execute(DROP_QUARANTINE, (kind, row_id))
+        self.done.deleted += 1
+
+    def _remote_new(self, remote: dict[str, Any]) -> None:
+        row_id = remote["id"]
+        if row_id in self.tombstoned:
+            # Deleted here: deletion wins, the tombstone is pushed next.
+            self._conflict_unless_base(row_id, "deleted-locally", None, remote)
+            return
+        if self.table is MESSAGES and remote["conversation_id"] not in self.parents:
+            self.done.skipped += 1
+            return
+        self.inserts.append({c: remote[c] for c in self.table.columns})
+        self.done.inserted += 1
+
+    def _remote_edit(self, remote: dict[str, Any], local: dict[str, Any]) -> None:
+        row_id, kind = remote["id"], self.table.kind
+        dirty = local["rev"] > local["synced_rev"]
+        if _same(local, remote, self.table.compared):
+            # Nothing to do; a dirty row stays dirty and its push is a no-op upsert.
+            return
+        if self.table is MESSAGES and remote["conversation_id"] not in self.parents:
+            self.done.skipped += 1
+            return
+        if not dirty:
+            self.updates.append({"id": row_id, **{c: remote[c] for c in self.table.compared}})
+            self.conn.execute(DROP_BASE, (kind, row_id))
+            self.done.updated += 1
+            return
+        # Both changed: the local edit is kept and pushed over the server's version.
+        self._conflict_unless_base(row_id, "local-edit-kept", local, remote)
+
+    def _conflict_unless_base(
+        self, row_id: str, resolution: str, local: dict[str, Any] | None,
+        remote: dict[str, Any],
+    ) -> None:
+        kind = self.table.kind
+        base = self.bases.get(row_id)
+        if base is None:
+            # The row was never in agreement with the remote since its last push (created
+            # here, or edited while its push was in flight): the remote version is our own.
+            return
+        if _same(base, remote, self.table.compared):
+            return  # the remote has not changed since our edit's base: not a conflict
+        self._conflict(row_id, resolution, local, remote)
+        # This remote version is now the one our edit overrides: seeing it again (until
+        # our push lands) is not another conflict.
+        version = json.dumps({c: remote[c] for c in self.table.compared})
+        self.conn.execute(SET_BASE, (kind, row_id, version))
+
+    def _conflict(
+        self, row_id: str, resolution: str, local: dict[str, Any] | None,
+        remote: dict[str, Any] | None,
+    ) -> None:
+        def version(row: dict[str, Any] | None) -> str | None:
+            return None if row is None else json.dumps({c: row[c] for c in self.table.columns
+                                                        if c in row})
+        self.conn.execute(
+            RECORD_CONFLICT, (self.table.kind, row_id, resolution, version(local), version(remote))
+        )
+        self.done.conflicts += 1
+
+
+def _same(a: dict[str, Any], b: dict[str, Any], columns: Sequence[str]) -> bool:
+    return all(_value(c, a.get(c)) == _value(c, b.get(c)) for c in columns)
+
+
+def _value(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in TIME_COLUMNS:
+        return instant(value)
+    if column == "user_id":
+        return str(value).lower()
+    return value
+
+
+def instant(text: str) -> datetime | str:
+    """An ISO-8601 text as an aware UTC datetime (naive means UTC); unparseable stays text."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _stats(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "message_count": row["message_count"],
+        "total_tokens": row["total_tokens"], "last_model": row["last_model"],
+        "last_message_preview": row["last_message_preview"],
+        "last_message_timestamp": row["last_message_timestamp"],
+        "server_updated_at": row["updated_at"], "last_activity": row["last_activity"],
+    }
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def _applying_remote(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction the change-tracking triggers ignore (reset before commit)."""
+    with _transaction(conn):
+        conn.execute(APPLYING, (1,))
+        yield
+        conn.execute(APPLYING, (0,))

@@ -1,0 +1,226 @@
+"""Reading what changed on the remote for the signed-in user (never writing there).
+
+The cursor is a transaction id (see `remote/migrations/0004_change_feed.sql`). A pull runs
+in one REPEATABLE READ, READ ONLY transaction as the user (row-level security applies):
+
+- `horizon` = `pg_snapshot_xmin` of that transaction's snapshot: every transaction with a
+  smaller id has finished and its writes are in the snapshot;
+- a first pull (no cursor) reads all of the user's rows; later pulls read the feed entries
+  with `xid >= cursor` that the snapshot sees (committed ones), joined to the rows' current
+  state (a missing row is a delete);
+- the caller stores `horizon` as the next cursor once everything is applied locally.
+
+A transaction still in flight has an id >= horizon, so its rows are read by a later pull,
+however late it commits. Rows committed by transactions with ids >= horizon are read now
+*and* again next time (a no-op locally): the cursor never moves past a transaction that
+might still commit, yet nothing committed waits for an unrelated long transaction. A pull
+with nothing to read costs one small indexed query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import IsolationLevel
+from psycopg.rows import dict_row
+
+from localstore.inbox import Applied, Inbox
+from remote.connect import UserSession
+
+HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon"
+
+# The no-op check: is there anything in the window? One index range scan.
+PROBE = """
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon,
+       EXISTS (SELECT 1 FROM chatsync_feed.changes AS f
+               WHERE f.user_id = %(user_id)s AND f.xid >= %(since)s::text::xid8) AS changed
+"""
+
+_SESSION_COLUMNS = """
+    s.user_id::text AS user_id, s.title, s.created_at, s.updated_at, s.is_active,
+    s.message_count, s.total_tokens, s.last_model, s.last_message_preview,
+    s.last_message_timestamp, s.last_activity
+"""
+_MESSAGE_COLUMNS = """
+    m.session_id AS conversation_id, m.role, m.content, m.model, m.total_tokens,
+    m.input_tokens, m.output_tokens, m.user_message_id, m.content_type, m.elapsed_time,
+    m.completion_id, m.message_timestamp AS timestamp, m.error_message IS NOT NULL AS error
+"""
+_WINDOW = "f.user_id = %(user_id)s AND f.xid >= %(since)s::text::xid8"
+
+ALL_CONVERSATIONS = f"""
+SELECT s.id, false AS deleted, {_SESSION_COLUMNS}
+FROM public.chat_sessions AS s WHERE s.user_id = %(user_id)s ORDER BY s.id
+"""
+CHANGED_CONVERSATIONS = f"""
+SELECT f.id, (f.deleted OR s.id IS NULL) AS deleted, {_SESSION_COLUMNS}
+FROM chatsync_feed.changes AS f
+LEFT JOIN public.chat_sessions AS s ON s.id = f.id AND NOT f.deleted
+WHERE f.kind = 'conversation' AND {_WINDOW}
+ORDER BY f.id
+"""
+ALL_MESSAGES = f"""
+SELECT m.id, false AS deleted, {_MESSAGE_COLUMNS}
+FROM public.chat_messages AS m JOIN public.chat_sessions AS s ON s.id = m.session_id
+WHERE s.user_id = %(user_id)s
+"""
+CHANGED_MESSAGES = f"""
+SELECT f.id, (f.deleted OR m.id IS NULL) AS deleted, {_MESSAGE_COLUMNS}
+FROM chatsync_feed.changes AS f
+LEFT JOIN public.chat_messages AS m ON m.id = f.id AND NOT f.deleted
+WHERE f.kind = 'message' AND {_WINDOW}
+"""
+COUNT_ALL_MESSAGES = """
+SELECT count(*) FROM public.chat_messages AS m
+JOIN public.chat_sessions AS s ON s.id = m.session_id WHERE s.user_id = %(user_id)s
+"""
+COUNT_CHANGED_MESSAGES = f"""
+SELECT count(*) FROM chatsync_feed.changes AS f WHERE f.kind = 'message' AND {_WINDOW}
+"""
+
+MESSAGE_CURSOR = "chatsync_pull_messages"
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one pull reads; `messages` streams, so it must be consumed inside the pull."""
+
+    horizon: int
+    full: bool
+    conversations: list[dict[str, Any]]
+    message_count: int
+    messages: Iterator[list[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class PullResult:
+    applied: Applied
+    read: int = 0  # remote rows read (echoes of our own pushes included)
+    full: bool = False  # a first pull: everything the user has
+
+
+def pull_into(
+    session: UserSession, inbox: Inbox, *, page_size: int = 5000,
+    progress: Callable[[str, int], None] | None = None,
+) -> PullResult:
+    """Pull what changed since the store's cursor and apply it; then advance the cursor.
+
+    The cursor is written only when it moves, and rows equal to the local ones write
+    nothing, so a sync that finds nothing new writes nothing locally either (the daemon's
+    file watcher is not woken by its own pulls).
+    """
+    result = PullResult(Applied())
+    since = inbox.cursor(session.user_id)
+    with read_changes(session, since, page_size=page_size) as changes:
+        if changes is None:
+            return result
+        result.full = changes.full
+        result.applied.add(inbox.apply_conversations(changes.conversations))
+        result.read += len(changes.conversations)
+        if progress is not None:
+            progress("pull-total", changes.message_count)
+        for page in changes.messages:
+            result.applied.add(inbox.apply_messages(page))
+            result.read += len(page)
+            if progress is not None:
+                progress("pulled", len(page))
+        horizon = changes.horizon
+    if since is None or horizon > since:
+        inbox.set_cursor(session.user_id, horizon)
+    return result
+
+
+@contextmanager
+def read_changes(
+    session: UserSession, since: int | None, *, page_size: int = 5000
+) -> Iterator[Changes | None]:
+    """Yield what changed since the cursor *since* (None: everything), or None if nothing.
+
+    The remote transaction stays open while the caller consumes `messages`, so conversations
+    and messages come from one snapshot.
+    """
+    params: dict[str, Any] = {"user_id": session.user_id, "since": since}
+    with _snapshot(session) as conn:
+        if since is None:
+            params["horizon"] = conn.execute(HORIZON).fetchone()[0]
+        else:
+            horizon, changed = conn.execute(PROBE, params).fetchone()
+            if not changed:
+                yield None
+                return
+            params["horizon"] = max(horizon, since)
+        full = since is None
+        conversations = _rows(conn, ALL_CONVERSATIONS if full else CHANGED_CONVERSATIONS,
+                              params)
+        count_sql = COUNT_ALL_MESSAGES if full else COUNT_CHANGED_MESSAGES
+        count = int(conn.execute(count_sql, params).fetchone()[0])
+        yield Changes(
+            horizon=int(params["horizon"]), full=full, conversations=conversations,
+            message_count=count,
+            messages=_pages(conn, ALL_MESSAGES if full else CHANGED_MESSAGES, params,
+                            page_size),
+        )
+
+
+@contextmanager
+def _snapshot(session: UserSession) -> Iterator[psycopg.Connection]:
+    # One snapshot for the horizon and every row, and PostgreSQL itself refuses any write.
+    conn = session.conn
+    saved = conn.isolation_level, conn.read_only
+    conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
+    try:
+        with session.transaction() as tx:
+            yield tx
+    finally:
+        conn.isolation_level, conn.read_only = saved
+
+
+def _rows(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_normalize(r) for r in cur.execute(sql, params)]
+
+
+def _pages(
+    conn: psycopg.Connection, sql: str, params: dict[str, Any], page_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    # A server-side cursor inside the transaction: a pooler in transaction mode keeps it.
+    with conn.cursor(MESSAGE_CURSOR, row_factory=dict_row) as cur:
+        cur.itersize = page_size
+        cur.execute(sql, params)
+        while page := cur.fetchmany(page_size):
+            yield [_normalize(r) for r in page]
+
+
+def _normalize(row: dict[str, Any]) -> dict[str, Any]:
+    """Remote values as the local store keeps them: ISO-8601 UTC text, 0/1, defaults."""
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = iso(value)
+        elif isinstance(value, bool):
+            row[key] = int(value)
+    if row["deleted"]:
+        return row
+    if "role" in row:
+        for key in ("total_tokens", "input_tokens", "output_tokens", "elapsed_time"):
+            row[key] = row[key] or 0
+        row["content_type"] = row["content_type"] or "text"
+    else:
+        row["is_active"] = 1 if row["is_active"] is None else row["is_active"]
+        row["title"] = row["title"] if row["title"] is not None else "New Chat"
+        row["created_at"] = row["created_at"] or row["updated_at"] or iso(datetime.now(UTC))
+        row["updated_at"] = row["updated_at"] or row["created_at"]
+        row["message_count"] = row["message_count"] or 0
+        row["total_tokens"] = row["total_tokens"] or 0
+    return row
+
+
+def iso(value: datetime) -> str:
+    """`2025-07-17T06:49:47.703Z`; microseconds only when the value has them."""
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return (text[:-3] if value.microsecond % 1000 == 0 else text) + "Z"

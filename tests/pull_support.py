@@ -1,0 +1,91 @@
+"""Helpers for the pull tests: devices, syncing, and comparable views of stores and remote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from daemon.engine import SyncEngine
+from daemon.report import SyncReport
+from localstore import Store
+from localstore.inbox import CONVERSATION_COMPARED, MESSAGE_COMPARED, instant
+from remote.pull import iso
+
+
+class Device:
+    """One store file and the engine that syncs it (a laptop, a desktop)."""
+
+    def __init__(self, path: Path, dsn: str, *, batch_size: int = 1000) -> None:
+        self.path = path
+        self.store = Store(path)
+        self.engine = SyncEngine(path, dsn, batch_size=batch_size)
+
+    def sync(self) -> SyncReport:
+        report = self.engine.sync()
+        assert report.ok, report.error
+        return report
+
+    def close(self) -> None:
+        self.engine.close()
+        self.store.close()
+
+
+def _norm(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in ("created_at", "timestamp"):
+        return instant(value if isinstance(value, str) else iso(value))
+    if column == "user_id":
+        return str(value).lower()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def local_view(store: Store) -> dict[str, dict[str, tuple[Any, ...]]]:
+    """The client-owned content of a store, comparable across devices and with the remote."""
+    conn = store.conn
+    convs = {
+        r["id"]: tuple(_norm(c, r[c]) for c in CONVERSATION_COMPARED)
+        for r in conn.execute("SELECT * FROM conversations WHERE user_id IS NOT NULL")
+    }
+    msgs = {
+        r["id"]: tuple(_norm(c, r[c]) for c in MESSAGE_COMPARED)
+        for r in conn.execute(
+            "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE c.user_id IS NOT NULL"
+        )
+    }
+    return {"conversations": convs, "messages": msgs}
+
+
+REMOTE_CONVERSATIONS = "SELECT id, user_id, title, created_at, is_active FROM chat_sessions"
+REMOTE_MESSAGES = """
+SELECT id, session_id AS conversation_id, role, content, model, coalesce(total_tokens, 0),
+       coalesce(input_tokens, 0), coalesce(output_tokens, 0), user_message_id,
+       coalesce(content_type, 'text'), coalesce(elapsed_time, 0), completion_id,
+       message_timestamp AS timestamp, (error_message IS NOT NULL)::int AS error
+FROM chat_messages
+"""
+
+
+def remote_view(conn: psycopg.Connection) -> dict[str, dict[str, tuple[Any, ...]]]:
+    convs = {
+        r[0]: tuple(_norm(c, v) for c, v in zip(CONVERSATION_COMPARED, r[1:], strict=True))
+        for r in conn.execute(REMOTE_CONVERSATIONS)
+    }
+    msgs = {
+        r[0]: tuple(_norm(c, v) for c, v in zip(MESSAGE_COMPARED, r[1:], strict=True))
+        for r in conn.execute(REMOTE_MESSAGES)
+    }
+    return {"conversations": convs, "messages": msgs}
+
+
+def dirty_count(store: Store) -> int:
+    return int(store.conn.execute(
+        "SELECT (SELECT count(*) FROM conversations WHERE rev > synced_rev)"
+        " + (SELECT count(*) FROM messages WHERE rev > synced_rev)"
+        " + (SELECT count(*) FROM tombstones)"
+    ).fetchone()[0])
