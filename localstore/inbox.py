@@ -43,10 +43,10 @@ STATS_COLUMNS = (
     "last_message_timestamp", "server_updated_at", "last_activity",
 )
 
-GET_CURSOR = "SELECT xid FROM pull_cursor WHERE user_id = ?"
+GET_CURSOR = "SELECT snapshot FROM pull_cursor WHERE user_id = ?"
 SET_CURSOR = """
-INSERT INTO pull_cursor (user_id, xid) VALUES (:user_id, :xid)
-ON CONFLICT (user_id) DO UPDATE SET xid = excluded.xid,
+INSERT INTO pull_cursor (user_id, snapshot) VALUES (:user_id, :snapshot)
+ON CONFLICT (user_id) DO UPDATE SET snapshot = excluded.snapshot,
     pulled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 """
 APPLYING = "UPDATE sync_meta SET applying_remote = ?"
@@ -133,13 +133,14 @@ class Inbox:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def cursor(self, user_id: str) -> int | None:
+    def cursor(self, user_id: str) -> str | None:
+        """The remote snapshot (`xmin:xmax:xip,…`) of the last pull, or None: pull all."""
         row = self.conn.execute(GET_CURSOR, (user_id,)).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else str(row[0])
 
-    def set_cursor(self, user_id: str, xid: int) -> None:
+    def set_cursor(self, user_id: str, snapshot: str) -> None:
         with _transaction(self.conn):
-            self.conn.execute(SET_CURSOR, {"user_id": user_id, "xid": xid})
+            self.conn.execute(SET_CURSOR, {"user_id": user_id, "snapshot": snapshot})
 
     def conflict_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self.conn.execute(CONFLICT_COUNTS)}

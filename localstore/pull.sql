@@ -1,7 +1,8 @@
 -- The local store, schema version 2: what pulling from the remote needs.
 --
--- pull_cursor    per signed-in user, the remote transaction-id horizon below which every
---                remote change is already here (see remote/migrations/0004_change_feed.sql)
+-- pull_cursor    per signed-in user, the remote snapshot (pg_snapshot text: xmin:xmax:xip)
+--                of the last pull: every change that snapshot saw is already here (see
+--                remote/migrations/0004_change_feed.sql and remote/pull.py)
 -- conflicts      one row per conflict the pull resolved, with both versions, for status
 -- server_conversation_stats
 --                the server-derived figures of each conversation (message count, tokens,
@@ -13,7 +14,7 @@
 
 CREATE TABLE pull_cursor (
     user_id   TEXT PRIMARY KEY,
-    xid       INTEGER NOT NULL,
+    snapshot  TEXT NOT NULL,
     pulled_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 

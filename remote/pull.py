@@ -3,18 +3,17 @@
 The cursor is a transaction id (see `remote/migrations/0004_change_feed.sql`). A pull runs
 in one REPEATABLE READ, READ ONLY transaction as the user (row-level security applies):
 
-- `horizon` = `pg_snapshot_xmin` of that transaction's snapshot: every transaction with a
-  smaller id has finished and its writes are in the snapshot;
-- a first pull (no cursor) reads all of the user's rows; later pulls read the feed entries
-  with `xid >= cursor` that the snapshot sees (committed ones), joined to the rows' current
-  state (a missing row is a delete);
-- the caller stores `horizon` as the next cursor once everything is applied locally.
+- the cursor is the snapshot of the previous pull (`pg_current_snapshot()` as text:
+  xmin, xmax and the ids in flight then). A first pull (no cursor) reads all of the user's
+  rows; a later one reads the feed entries whose transaction that snapshot could not see
+  (`xid >= xmax`, or an id that was in flight) and this one can, joined to the rows'
+  current state (a missing row is a delete);
+- the caller stores this pull's snapshot as the next cursor once everything is applied.
 
-A transaction still in flight has an id >= horizon, so its rows are read by a later pull,
-however late it commits. Rows committed by transactions with ids >= horizon are read now
-*and* again next time (a no-op locally): the cursor never moves past a transaction that
-might still commit, yet nothing committed waits for an unrelated long transaction. A pull
-with nothing to read costs one small indexed query.
+A transaction in flight at one pull is in that snapshot's list, so its rows are read by a
+later pull however late it commits; rows committed meanwhile by others are read at once,
+not held back by an unrelated long transaction. A pull with nothing to read costs one small
+indexed query.
 """
 
 from __future__ import annotations
@@ -32,15 +31,20 @@ from psycopg.rows import dict_row
 from localstore.inbox import Applied, Inbox
 from remote.connect import UserSession
 
-HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon"
+HORIZON = "SELECT pg_current_snapshot()::text AS horizon"
 
-# The no-op check: is there anything in the window? One index range scan.
-PROBE = """
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon,
-       EXISTS (SELECT 1 FROM chatsync_feed.changes AS f
-               WHERE f.user_id = %(user_id)s AND f.xid >= %(since)s::text::xid8) AS changed
+# Entries of transactions the cursor's snapshot did not see: started at or after its xmax,
+# or in flight when it was taken.
+_WINDOW = """
+f.user_id = %(user_id)s
+AND (f.xid >= pg_snapshot_xmax(%(since)s::pg_snapshot)
+     OR f.xid = ANY (ARRAY(SELECT pg_snapshot_xip(%(since)s::pg_snapshot))))
 """
-
+# The no-op check: is there anything in the window? One small index scan.
+PROBE = f"""
+SELECT pg_current_snapshot()::text AS horizon,
+       EXISTS (SELECT 1 FROM chatsync_feed.changes AS f WHERE {_WINDOW}) AS changed
+"""
 _SESSION_COLUMNS = """
     s.user_id::text AS user_id, s.title, s.created_at, s.updated_at, s.is_active,
     s.message_count, s.total_tokens, s.last_model, s.last_message_preview,
@@ -51,7 +55,6 @@ _MESSAGE_COLUMNS = """
     m.input_tokens, m.output_tokens, m.user_message_id, m.content_type, m.elapsed_time,
     m.completion_id, m.message_timestamp AS timestamp, m.error_message IS NOT NULL AS error
 """
-_WINDOW = "f.user_id = %(user_id)s AND f.xid >= %(since)s::text::xid8"
 
 ALL_CONVERSATIONS = f"""
 SELECT s.id, false AS deleted, {_SESSION_COLUMNS}
@@ -90,7 +93,7 @@ MESSAGE_CURSOR = "chatsync_pull_messages"
 class Changes:
     """What one pull reads; `messages` streams, so it must be consumed inside the pull."""
 
-    horizon: int
+    horizon: str  # this pull's snapshot: the next cursor
     full: bool
     conversations: list[dict[str, Any]]
     message_count: int
@@ -110,9 +113,9 @@ def pull_into(
 ) -> PullResult:
     """Pull what changed since the store's cursor and apply it; then advance the cursor.
 
-    The cursor is written only when it moves, and rows equal to the local ones write
-    nothing, so a sync that finds nothing new writes nothing locally either (the daemon's
-    file watcher is not woken by its own pulls).
+    The cursor is written only when something was read, and rows equal to the local ones
+    write nothing, so a sync that finds nothing new writes nothing locally (the daemon's
+    file watcher is not woken by its own pulls). An old cursor stays a valid one.
     """
     result = PullResult(Applied())
     since = inbox.cursor(session.user_id)
@@ -130,14 +133,13 @@ def pull_into(
             if progress is not None:
                 progress("pulled", len(page))
         horizon = changes.horizon
-    if since is None or horizon > since:
-        inbox.set_cursor(session.user_id, horizon)
+    inbox.set_cursor(session.user_id, horizon)
     return result
 
 
 @contextmanager
 def read_changes(
-    session: UserSession, since: int | None, *, page_size: int = 5000
+    session: UserSession, since: str | None, *, page_size: int = 5000
 ) -> Iterator[Changes | None]:
     """Yield what changed since the cursor *since* (None: everything), or None if nothing.
 
@@ -153,14 +155,14 @@ def read_changes(
             if not changed:
                 yield None
                 return
-            params["horizon"] = max(horizon, since)
+            params["horizon"] = horizon
         full = since is None
         conversations = _rows(conn, ALL_CONVERSATIONS if full else CHANGED_CONVERSATIONS,
                               params)
         count_sql = COUNT_ALL_MESSAGES if full else COUNT_CHANGED_MESSAGES
         count = int(conn.execute(count_sql, params).fetchone()[0])
         yield Changes(
-            horizon=int(params["horizon"]), full=full, conversations=conversations,
+            horizon=params["horizon"], full=full, conversations=conversations,
             message_count=count,
             messages=_pages(conn, ALL_MESSAGES if full else CHANGED_MESSAGES, params,
                             page_size),

@@ -3,11 +3,11 @@
 --
 -- Every insert, update and delete of chat_sessions and chat_messages (by chatsync, by the
 -- web app's server, by anything) upserts one entry per row into chatsync_feed.changes,
--- stamped with the writing transaction's id (xid8). A puller reads the entries its snapshot
--- sees with xid >= cursor, and keeps pg_snapshot_xmin(pg_current_snapshot()) as its next
--- cursor. Every transaction with an id below the snapshot's xmin has finished, so a
--- transaction that started earlier but commits later than one already pulled is never
--- passed over: its id is still >= the cursor.
+-- stamped with the writing transaction's id (xid8). A puller keeps the snapshot of its last
+-- pull (pg_current_snapshot()) as its cursor and reads the entries whose transaction that
+-- snapshot did not see (xid >= its xmax, or in flight then) and its current one does. A
+-- transaction that started earlier but commits later than one already pulled is in the
+-- old snapshot's in-flight list, so it is never passed over.
 --
 -- One entry per row (not an append-only log): the newest writer's id overwrites the older,
 -- and the puller reads the row's current state, so the table grows with the number of rows
