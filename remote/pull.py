@@ -34,17 +34,21 @@ from remote.connect import UserSession
 HORIZON = "SELECT pg_current_snapshot()::text AS horizon"
 
 # Entries of transactions the cursor's snapshot did not see: started at or after its xmax,
-# or in flight when it was taken.
-_WINDOW = """
-f.user_id = %(user_id)s
-AND (f.xid >= pg_snapshot_xmax(%(since)s::pg_snapshot)
-     OR f.xid = ANY (ARRAY(SELECT pg_snapshot_xip(%(since)s::pg_snapshot))))
+# or in flight when it was taken. Two index scans; the ids are literal parameters so the
+# planner sees them (an OR, or ids from a subquery, would make it scan the table).
+_UNSEEN = """
+(SELECT * FROM chatsync_feed.changes
+  WHERE user_id = %(user_id)s AND xid >= %(since_xmax)s::text::xid8
+ UNION ALL
+ SELECT * FROM chatsync_feed.changes
+  WHERE user_id = %(user_id)s AND xid = ANY (%(since_xip)s::text[]::xid8[]))
 """
-# The no-op check: is there anything in the window? One small index scan.
+# The no-op check: is there anything in the window? One small index probe.
 PROBE = f"""
 SELECT pg_current_snapshot()::text AS horizon,
-       EXISTS (SELECT 1 FROM chatsync_feed.changes AS f WHERE {_WINDOW}) AS changed
+       EXISTS (SELECT 1 FROM {_UNSEEN} AS f) AS changed
 """
+
 _SESSION_COLUMNS = """
     s.user_id::text AS user_id, s.title, s.created_at, s.updated_at, s.is_active,
     s.message_count, s.total_tokens, s.last_model, s.last_message_preview,
@@ -62,9 +66,9 @@ FROM public.chat_sessions AS s WHERE s.user_id = %(user_id)s ORDER BY s.id
 """
 CHANGED_CONVERSATIONS = f"""
 SELECT f.id, (f.deleted OR s.id IS NULL) AS deleted, {_SESSION_COLUMNS}
-FROM chatsync_feed.changes AS f
+FROM {_UNSEEN} AS f
 LEFT JOIN public.chat_sessions AS s ON s.id = f.id AND NOT f.deleted
-WHERE f.kind = 'conversation' AND {_WINDOW}
+WHERE f.kind = 'conversation'
 ORDER BY f.id
 """
 ALL_MESSAGES = f"""
@@ -74,16 +78,16 @@ WHERE s.user_id = %(user_id)s
 """
 CHANGED_MESSAGES = f"""
 SELECT f.id, (f.deleted OR m.id IS NULL) AS deleted, {_MESSAGE_COLUMNS}
-FROM chatsync_feed.changes AS f
+FROM {_UNSEEN} AS f
 LEFT JOIN public.chat_messages AS m ON m.id = f.id AND NOT f.deleted
-WHERE f.kind = 'message' AND {_WINDOW}
+WHERE f.kind = 'message'
 """
 COUNT_ALL_MESSAGES = """
 SELECT count(*) FROM public.chat_messages AS m
 JOIN public.chat_sessions AS s ON s.id = m.session_id WHERE s.user_id = %(user_id)s
 """
 COUNT_CHANGED_MESSAGES = f"""
-SELECT count(*) FROM chatsync_feed.changes AS f WHERE f.kind = 'message' AND {_WINDOW}
+SELECT count(*) FROM {_UNSEEN} AS f WHERE f.kind = 'message'
 """
 
 MESSAGE_CURSOR = "chatsync_pull_messages"
@@ -146,7 +150,10 @@ def read_changes(
     The remote transaction stays open while the caller consumes `messages`, so conversations
     and messages come from one snapshot.
     """
-    params: dict[str, Any] = {"user_id": session.user_id, "since": since}
+    params: dict[str, Any] = {"user_id": session.user_id}
+    if since is not None:  # pg_snapshot text: xmin:xmax:xip,xip,...
+        _, xmax, xip = since.split(":")
+        params |= {"since_xmax": xmax, "since_xip": [x for x in xip.split(",") if x]}
     with _snapshot(session) as conn:
         if since is None:
             params["horizon"] = conn.execute(HORIZON).fetchone()[0]
