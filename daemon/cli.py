@@ -1,31 +1,25 @@
-"""The `chatsync` command line."""
+"""The `chatsync` command line.
+
+A person types `chatsync status` or `chatsync sync-now` and expects an answer at once, so
+each command imports what it needs itself: psycopg, pydantic, rich and sqlite-utils each
+take a noticeable fraction of a second to import, and most commands need few of them.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
-import psycopg
-from rich.console import Console
 
-from daemon import control, systemd
+from daemon import control
 from daemon.config import Config, ConfigError, load_config
-from daemon.engine import SyncEngine
-from daemon.lock import AlreadyRunning
-from daemon.progress import TerminalProgress
-from daemon.report import SyncReport
-from daemon.settings import remote_dsn
-from daemon.status import render as render_status
-from daemon.status import store_status
-from localstore import InvalidRow, NotFound, Store, StoreError
-from localstore.outbox import Outbox
-from remote.connect import connect, mask_dsn
-from remote.errors import explain
-from remote.migrate import MigrationError, migrate
 
-console = Console()
+if TYPE_CHECKING:
+    from daemon.report import SyncReport
+    from localstore import Store
 
 
 class _Context:
@@ -40,6 +34,8 @@ class _Context:
         return self._config
 
     def store(self) -> Store:
+        from localstore import Store
+
         return Store(self.config.local.resolved_path)
 
 
@@ -74,6 +70,11 @@ def init(ctx: _Context) -> None:
 @pass_ctx
 def migrate_cmd(ctx: _Context, corrected_analytics: bool) -> None:
     """Apply the remote schema migrations."""
+    from daemon.settings import remote_dsn
+    from remote.connect import connect
+    from remote.dsn import mask_dsn
+    from remote.migrate import migrate
+
     dsn = remote_dsn(ctx.config)
     with connect(dsn) as conn:
         outcomes = migrate(conn, corrected_analytics=corrected_analytics)
@@ -115,6 +116,11 @@ def sync_now(ctx: _Context, as_json: bool) -> None:
 def _sync_in_process(config: Config) -> SyncReport:
     # No store lock: a daemon may start meanwhile, and concurrent syncs are safe (marks are
     # compare-and-set, re-sends are no-ops).
+    from daemon.engine import SyncEngine
+    from daemon.progress import TerminalProgress
+    from daemon.settings import remote_dsn
+    from daemon.status import store_status
+
     bar = TerminalProgress(min_rows=config.sync.batch_size)
     engine = SyncEngine(
         config.local.resolved_path, remote_dsn(config), batch_size=config.sync.batch_size,
@@ -139,12 +145,19 @@ def status(ctx: _Context, as_json: bool) -> None:
     if answer is not None and answer.status_code == 200:
         data = answer.json()
     else:
+        from daemon.status import store_status
+        from remote.dsn import mask_dsn
+
         remote = mask_dsn(config.remote.dsn) if config.remote.dsn else "embedded"
         data = {**store_status(config.local.resolved_path, remote), "daemon": None}
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
-        render_status(data, console)
+        from rich.console import Console
+
+        from daemon.status import render
+
+        render(data, Console())
 
 
 @cli.command()
@@ -165,6 +178,8 @@ def run(ctx: _Context, watch_mode: str) -> None:
 @pass_ctx
 def install_service(ctx: _Context, print_only: bool) -> None:
     """Write a systemd user unit for `chatsync run` (Type=notify)."""
+    from daemon import systemd
+
     text = systemd.unit_text(ctx.config_path)
     if print_only:
         click.echo(text, nl=False)
@@ -180,6 +195,8 @@ def install_service(ctx: _Context, print_only: bool) -> None:
 @pass_ctx
 def retry_quarantined(ctx: _Context) -> None:
     """Release every quarantined row so the next sync tries it again."""
+    from localstore.outbox import Outbox
+
     with ctx.store() as store:
         n = Outbox(store.conn).release_quarantine()
     click.echo(f"released {n} quarantined row(s)")
@@ -247,18 +264,28 @@ def main() -> None:
     except ConfigError as exc:
         click.echo(f"chatsync: configuration error: {exc}", err=True)
         sys.exit(2)
-    except AlreadyRunning as exc:
-        click.echo(f"chatsync: {exc}", err=True)
+    except Exception as exc:
+        message = _expected_failure(exc)
+        if message is None:
+            raise
+        click.echo(f"chatsync: {message}", err=True)
         sys.exit(1)
-    except control.SocketInUse as exc:
-        click.echo(f"chatsync: {exc}; set daemon.socket to run another", err=True)
-        sys.exit(1)
-    except (InvalidRow, NotFound) as exc:
-        click.echo(f"chatsync: {exc}", err=True)
-        sys.exit(1)
-    except (StoreError, MigrationError) as exc:
-        click.echo(f"chatsync: {exc}", err=True)
-        sys.exit(1)
-    except psycopg.Error as exc:
-        click.echo(f"chatsync: {explain(exc)}", err=True)
-        sys.exit(1)
+
+
+def _expected_failure(exc: Exception) -> str | None:
+    """The one line to print for a failure a person can act on, or None for a bug."""
+    # Imported here: whatever raised these has imported them already.
+    import psycopg
+
+    from daemon.lock import AlreadyRunning
+    from localstore import StoreError
+    from remote.errors import explain
+    from remote.migrate import MigrationError
+
+    if isinstance(exc, control.SocketInUse):
+        return f"{exc}; set daemon.socket to run another"
+    if isinstance(exc, AlreadyRunning | StoreError | MigrationError):
+        return str(exc)
+    if isinstance(exc, psycopg.Error):
+        return explain(exc)
+    return None

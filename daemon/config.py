@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,7 +61,12 @@ class DaemonConfig(_Section):
     def resolved_socket(self) -> Path:
         if self.socket:
             return Path(self.socket).expanduser()
-        return Path(platformdirs.user_runtime_dir(APP, ensure_exists=True)) / "chatsync.sock"
+        with warnings.catch_warnings():
+            # Without $XDG_RUNTIME_DIR platformdirs warns and falls back to /tmp/runtime-UID,
+            # which is what we want; the path is shown in `chatsync status`.
+            warnings.simplefilter("ignore")
+            runtime = platformdirs.user_runtime_dir(APP, ensure_exists=True)
+        return Path(runtime) / "chatsync.sock"
 
 
 class Config(_Section):

@@ -15,9 +15,10 @@ import struct
 import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,10 @@ class ControlServer:
 
 
 def client(path: Path, *, read_timeout: float | None = 10.0) -> httpx.Client:
+    # httpx is imported only when there is a daemon to talk to: with its CLI extras it pulls
+    # in rich and pygments, which would slow every `chatsync` command.
+    import httpx
+
     return httpx.Client(
         transport=httpx.HTTPTransport(uds=str(path)), base_url=BASE_URL,
         timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT_S),
@@ -141,6 +146,8 @@ def request(
     """The daemon's answer, or None when no daemon listens on *path*."""
     if not path.is_socket():
         return None
+    import httpx
+
     try:
         with client(path, read_timeout=read_timeout) as http:
             return http.request(method, route)

@@ -23,7 +23,7 @@ from daemon.service import SyncService, now_iso
 from daemon.settings import remote_dsn
 from daemon.status import store_status
 from daemon.watch import EditWatcher, WatchMode
-from remote.connect import mask_dsn
+from remote.dsn import mask_dsn
 
 log = logging.getLogger("chatsync")
 

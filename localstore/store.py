@@ -6,15 +6,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Self
 
 from localstore.connection import connect
 from localstore.errors import InvalidRow, NotFound, NotSignedIn
 from localstore.ids import new_id, utc_now
 from localstore.models import MESSAGE_FIELDS, AuthSession, Conversation, Message
 from localstore.transaction import write_transaction
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 CLAIM_ANONYMOUS = "UPDATE conversations SET user_id = :user_id WHERE user_id IS NULL"
 
@@ -25,7 +26,19 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.conn: sqlite3.Connection = connect(self.path)
-        self.db = sqlite_utils.Database(self.conn)
+        self._db: sqlite_utils.Database | None = None
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, for the write helpers.
+
+        Imported on first write: reading the store (`chatsync status`) should not pay for it.
+        """
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     def close(self) -> None:
         self.conn.close()
@@ -159,10 +172,8 @@ class Store:
 
     def _update(self, table: str, row_id: str, fields: dict[str, Any]) -> None:
         with self.transaction():
-            try:
-                self.db[table].update(row_id, fields)
-            except sqlite_utils.db.NotFoundError:
-                raise NotFound(f"no {table[:-1]} {row_id!r}") from None
+            self._get(table, row_id)  # NotFound, checked inside the write transaction
+            self.db[table].update(row_id, fields)
 
     def _delete(self, table: str, row_id: str) -> None:
         with self.transaction() as conn:

@@ -29,17 +29,6 @@ def connect(dsn: str, *, application_name: str = "chatsync") -> psycopg.Connecti
     return psycopg.connect(make_conninfo(**params), autocommit=True, prepare_threshold=None)
 
 
-def mask_dsn(dsn: str) -> str:
-    """The DSN with its password replaced, fit for logs and status."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "<unparseable DSN>"
-    if "password" in params:
-        params["password"] = "****"
-    return make_conninfo(**params)
-
-
 class UserSession:
     """Runs transactions as one signed-in user, so row-level security applies."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import Config, ConfigError, load_config
-from remote.connect import mask_dsn
+from remote.dsn import mask_dsn
 
 
 def write(tmp_path: Path, text: str) -> Path:
