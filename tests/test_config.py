@@ -71,7 +71,11 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "dsn",
     ["postgresql://u:hunter2@db.example.com:5432/app",
-     "host=db user=u password=hunter2 dbname=app"],
+     "postgres://u:hunter2@db,db2:6543/app?sslmode=require",
+     "postgresql://u@db/app?sslmode=require&password=hunter2",
+     "host=db user=u password=hunter2 dbname=app",
+     "host=db password = 'hunter2 \\'quoted' dbname=app",
+     "host=db PASSWORD=hunter2"],
 )
 def test_dsn_passwords_are_masked(dsn: str) -> None:
     masked = mask_dsn(dsn)
