@@ -10,7 +10,10 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 HAS_AUTHENTICATED_ROLE = "SELECT to_regrole('authenticated') IS NOT NULL"
-SET_CLAIMS = "SELECT set_config('request.jwt.claims', %s, true)"
+# The store's timestamps are UTC; one without a zone must not be read in the server's zone.
+SET_CLAIMS = (
+    "SELECT set_config('request.jwt.claims', %s, true), set_config('TimeZone', 'UTC', true)"
+)
 SET_ROLE_AUTHENTICATED = "SET LOCAL ROLE authenticated"
 
 CONNECT_TIMEOUT_S = 10

@@ -348,3 +348,21 @@ def test_unreachable_remote_is_a_transient_error_and_loses_nothing(
     assert not report.ok and report.transient is True
     assert "cannot reach" in (report.error or "")
     assert Outbox(store.conn).pending(ALICE).conversations == 1
+
+
+def test_timestamps_without_a_zone_are_utc_whatever_the_server_zone(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    db = remote.execute("SELECT current_database()").fetchone()[0]
+    remote.execute(f'ALTER DATABASE "{db}" SET timezone = \'America/New_York\'')
+    store.sign_in(ALICE)
+    conv = store.create_conversation("zones")
+    store.add_message(conv.id, "user", "late", id="msg_naive", timestamp="2026-01-15 23:30:00")
+    assert engine.sync().ok
+    remote.execute("SET timezone = 'UTC'")
+    row = remote.execute(
+        "SELECT message_timestamp::text FROM chat_messages WHERE id = 'msg_naive'").fetchone()
+    assert row == ("2026-01-15 23:30:00+00",)
+    day = remote.execute("SELECT usage_date::text FROM user_usage_daily WHERE messages_sent = 1"
+                         ).fetchone()
+    assert day == ("2026-01-15",)
