@@ -30,12 +30,15 @@ MODELS = ("openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", None)
 CONVERSATIONS = 4
 PER_CONVERSATION = 12
 
+# The app's own triggers and chatsync's analytics ones (not the test audit, not the pull
+# feed's, which count nothing).
 TRIGGERS = """
 SELECT tgname FROM pg_trigger
 WHERE tgrelid = ANY(ARRAY['public.chat_messages'::regclass, 'public.chat_sessions'::regclass])
-  AND NOT tgisinternal AND tgname NOT LIKE 'test_audit%'
+  AND NOT tgisinternal AND tgname NOT LIKE 'test_audit%' AND tgname NOT LIKE 'chatsync_feed%'
 ORDER BY tgname
 """
+SIGN_UP = "INSERT INTO public.profiles (id, email) VALUES (%s, 'alice@example.com')"
 SYNC_FUNCTION = "SELECT public.sync_user_conversations(%s, %s)"
 RESET_SYNCED = ("UPDATE conversations SET synced_rev = 0", "UPDATE messages SET synced_rev = 0")
 
@@ -111,8 +114,17 @@ def expected_original(conn: psycopg.Connection, store_path: Path) -> dict[str, A
 
 @pytest.fixture
 def original(original_dsn: str) -> Iterator[psycopg.Connection]:
+    """The app's deployment, as found: original schema and triggers, no chatsync objects."""
     with psycopg.connect(original_dsn, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def deployed(original: psycopg.Connection) -> psycopg.Connection:
+    """The app's deployment after a plain `chatsync migrate` (what an operator runs first):
+    chatsync's own objects added, the app's tables and analytics triggers untouched."""
+    migrate(original)
+    return original
 
 
 def sync(store_path: Path, dsn: str, batch_size: int = 7) -> Any:
@@ -157,7 +169,7 @@ def test_original_schema_has_the_original_triggers(original: psycopg.Connection)
 
 
 def test_first_sync_counts_each_message_once(
-    filled_store: Path, original_dsn: str, original: psycopg.Connection
+    filled_store: Path, original_dsn: str, deployed: psycopg.Connection
 ) -> None:
     report = sync(filled_store, original_dsn)
 
@@ -166,16 +178,16 @@ def test_first_sync_counts_each_message_once(
     assert report.messages.sent == total
     assert report.messages.written == total
     assert report.quarantined == 0
-    assert usage(original) == expected_original(original, filled_store)
+    assert usage(deployed) == expected_original(deployed, filled_store)
 
 
 def test_resync_never_recounts(
-    filled_store: Path, original_dsn: str, original: psycopg.Connection
+    filled_store: Path, original_dsn: str, deployed: psycopg.Connection
 ) -> None:
     sync(filled_store, original_dsn)
-    expected = expected_original(original, filled_store)
-    assert usage(original) == expected
-    before = write_counts(original)
+    expected = expected_original(deployed, filled_store)
+    assert usage(deployed) == expected
+    before = write_counts(deployed)
 
     # nothing changed: nothing is sent
     again = sync(filled_store, original_dsn)
@@ -188,22 +200,22 @@ def test_resync_never_recounts(
     assert resend.messages.sent == CONVERSATIONS * (1 + 2 * PER_CONVERSATION)
     assert resend.conversations.written == resend.messages.written == 0
 
-    assert write_counts(original) == before
-    assert usage(original) == expected
+    assert write_counts(deployed) == before
+    assert usage(deployed) == expected
 
 
 def test_the_apps_endpoint_inflates_the_same_schema(
-    filled_store: Path, original_dsn: str, original: psycopg.Connection
+    filled_store: Path, original_dsn: str, deployed: psycopg.Connection
 ) -> None:
     sync(filled_store, original_dsn)
-    once = expected_original(original, filled_store)
-    assert usage(original) == once
-    before = write_counts(original)
+    once = expected_original(deployed, filled_store)
+    assert usage(deployed) == once
+    before = write_counts(deployed)
 
     result = app_endpoint(original_dsn, filled_store)
     assert result.errors == 0, result.details
 
-    after = usage(original)
+    after = usage(deployed)
     daily = after["daily"][next(iter(once["daily"]))]
     expected_daily = next(iter(once["daily"].values()))
     # every user/assistant message counted a second time, tokens and models too
@@ -215,22 +227,27 @@ def test_the_apps_endpoint_inflates_the_same_schema(
         "total_messages"]
     assert after["summary"][ALICE][:2] == tuple(2 * x for x in once["summary"][ALICE][:2])
     # and it rewrote every message, with a session and usage write per message
-    grew = {t: write_counts(original)[t] - before[t] for t in before}
+    grew = {t: write_counts(deployed)[t] - before[t] for t in before}
     assert grew["chat_messages"] == CONVERSATIONS * (1 + 2 * PER_CONVERSATION)
     assert grew["chat_sessions"] > grew["chat_messages"]
+
+
+def versions(outcomes: list[Any]) -> dict[int, str]:
+    """Outcomes of the migrations this file is about (later ones may exist)."""
+    return {o.version: o.action for o in outcomes if o.version <= 3}
 
 
 def test_plain_migrate_leaves_the_original_triggers(
     filled_store: Path, original_dsn: str, original: psycopg.Connection
 ) -> None:
-    outcomes = {o.version: o.action for o in migrate(original)}
+    outcomes = versions(migrate(original))
     assert outcomes == {1: "applied", 2: "adopted", 3: "left for --corrected-analytics"}
     assert triggers(original) == ["on_message_change", "on_session_updated"]
     recorded = dict(original.execute(
-        "SELECT version, outcome FROM chatsync.schema_migrations").fetchall())
+        "SELECT version, outcome FROM chatsync.schema_migrations WHERE version <= 3").fetchall())
     assert recorded == {1: "applied", 2: "adopted"}
 
-    # chatsync still works there and still counts once
+    # chatsync works there and counts once, however often it re-sends
     sync(filled_store, original_dsn)
     force_resend(filled_store)
     sync(filled_store, original_dsn)
@@ -240,14 +257,16 @@ def test_plain_migrate_leaves_the_original_triggers(
 def test_corrected_analytics_migration_replaces_the_triggers(
     filled_store: Path, original_dsn: str, original: psycopg.Connection
 ) -> None:
-    # an existing deployment with history already counted by the original triggers
-    sync(filled_store, original_dsn)
+    # an existing deployment whose history the app itself synced, counted once
+    original.execute(SIGN_UP, (ALICE,))
+    assert app_endpoint(original_dsn, filled_store).errors == 0
     counted = usage(original)
+    assert counted == expected_original(original, filled_store)
 
-    outcomes = {o.version: o.action for o in migrate(original, corrected_analytics=True)}
+    outcomes = versions(migrate(original, corrected_analytics=True))
     assert outcomes == {1: "applied", 2: "adopted", 3: "applied"}
     recorded = dict(original.execute(
-        "SELECT version, outcome FROM chatsync.schema_migrations").fetchall())
+        "SELECT version, outcome FROM chatsync.schema_migrations WHERE version <= 3").fetchall())
     assert recorded == {1: "applied", 2: "adopted", 3: "applied"}
     assert "on_message_change" not in triggers(original)
     assert {"chatsync_messages_inserted", "chatsync_messages_updated",
@@ -255,16 +274,22 @@ def test_corrected_analytics_migration_replaces_the_triggers(
             "on_session_updated"} <= set(triggers(original))
     assert usage(original) == counted  # migrating recounts nothing
 
-    # with the corrected triggers even the endpoint's blind re-upsert counts nothing
+    # chatsync finds every row already there: it sends them all and writes nothing
     before = write_counts(original)
+    report = sync(filled_store, original_dsn)
+    assert report.messages.sent == CONVERSATIONS * (1 + 2 * PER_CONVERSATION)
+    assert report.conversations.written == report.messages.written == 0
+    assert write_counts(original) == before
+    assert usage(original) == counted
+
+    # and with the corrected triggers even the endpoint's blind re-upsert counts nothing
     assert app_endpoint(original_dsn, filled_store).errors == 0
     assert usage(original) == counted
-    assert write_counts(original)["user_usage_daily"] == before["user_usage_daily"]
 
 
 def test_corrected_later_after_plain_migrate(original: psycopg.Connection) -> None:
     migrate(original)
-    outcomes = {o.version: o.action for o in migrate(original, corrected_analytics=True)}
+    outcomes = versions(migrate(original, corrected_analytics=True))
     assert outcomes == {3: "applied"}
     assert "on_message_change" not in triggers(original)
 
@@ -274,8 +299,7 @@ def test_the_apps_bulk_function_recounts_too(
 ) -> None:
     """`sync_user_conversations` (unused by the endpoint) has the same flaw."""
     payload = Jsonb(client_payload(filled_store, ALICE))
-    original.execute(
-        "INSERT INTO public.profiles (id, email) VALUES (%s, 'alice@example.com')", (ALICE,))
+    original.execute(SIGN_UP, (ALICE,))
     for _ in range(2):
         with original.transaction():
             original.execute("SET LOCAL ROLE authenticated")
