@@ -144,8 +144,14 @@ class SyncEngine:
 
     def _pull(self, user_id: str, email: str, report: SyncReport) -> None:
         remote = UserSession(self._connection(), user_id, email)
-        result = pull.pull_into(remote, Inbox(self.local), page_size=max(self.batch_size, 5000),
-                                progress=self.progress)
+        try:
+            result = pull.pull_into(remote, Inbox(self.local),
+                                    page_size=max(self.batch_size, 5000), progress=self.progress)
+        except psycopg.errors.UndefinedTable:
+            # A deployment chatsync has not migrated has no change feed: push still works.
+            log.warning("not pulling: the remote has no chatsync change feed; "
+                        "run `chatsync migrate`")
+            return
         report.pulled = result.applied.changed
         report.conflicts = result.applied.conflicts
 

@@ -59,11 +59,14 @@ CREATE TABLE sync_base (
 
 -- A clean row (rev = synced_rev) is what the remote had when we last agreed: keep it when a
 -- client first changes or deletes the row. Skipped for the sync engine's own writes.
+-- (DELETE then INSERT, not INSERT OR REPLACE: inside a trigger the outer statement's
+-- conflict clause would override OR REPLACE, and a client's UPSERT would then fail.)
 CREATE TRIGGER conversations_keep_base_update
 AFTER UPDATE OF user_id, title, created_at, is_active ON conversations
 WHEN (SELECT applying_remote FROM sync_meta) = 0 AND OLD.rev = OLD.synced_rev
 BEGIN
-    INSERT OR REPLACE INTO sync_base (kind, id, version) VALUES ('conversation', OLD.id,
+    DELETE FROM sync_base WHERE kind = 'conversation' AND id = OLD.id;
+    INSERT INTO sync_base (kind, id, version) VALUES ('conversation', OLD.id,
         json_object('user_id', OLD.user_id, 'title', OLD.title, 'created_at', OLD.created_at,
                     'is_active', OLD.is_active));
 END;
@@ -72,7 +75,8 @@ CREATE TRIGGER conversations_keep_base_delete AFTER DELETE ON conversations
 WHEN (SELECT applying_remote FROM sync_meta) = 0 AND OLD.rev = OLD.synced_rev
  AND OLD.user_id IS NOT NULL
 BEGIN
-    INSERT OR REPLACE INTO sync_base (kind, id, version) VALUES ('conversation', OLD.id,
+    DELETE FROM sync_base WHERE kind = 'conversation' AND id = OLD.id;
+    INSERT INTO sync_base (kind, id, version) VALUES ('conversation', OLD.id,
         json_object('user_id', OLD.user_id, 'title', OLD.title, 'created_at', OLD.created_at,
                     'is_active', OLD.is_active));
 END;
@@ -83,7 +87,8 @@ AFTER UPDATE OF conversation_id, role, content, model, total_tokens, input_token
 ON messages
 WHEN (SELECT applying_remote FROM sync_meta) = 0 AND OLD.rev = OLD.synced_rev
 BEGIN
-    INSERT OR REPLACE INTO sync_base (kind, id, version) VALUES ('message', OLD.id,
+    DELETE FROM sync_base WHERE kind = 'message' AND id = OLD.id;
+    INSERT INTO sync_base (kind, id, version) VALUES ('message', OLD.id,
         json_object('conversation_id', OLD.conversation_id, 'role', OLD.role,
             'content', OLD.content, 'model', OLD.model, 'total_tokens', OLD.total_tokens,
             'input_tokens', OLD.input_tokens, 'output_tokens', OLD.output_tokens,
@@ -98,7 +103,8 @@ CREATE TRIGGER messages_keep_base_delete AFTER DELETE ON messages
 WHEN (SELECT applying_remote FROM sync_meta) = 0 AND OLD.rev = OLD.synced_rev
  AND EXISTS (SELECT 1 FROM conversations WHERE id = OLD.conversation_id)
 BEGIN
-    INSERT OR REPLACE INTO sync_base (kind, id, version) VALUES ('message', OLD.id,
+    DELETE FROM sync_base WHERE kind = 'message' AND id = OLD.id;
+    INSERT INTO sync_base (kind, id, version) VALUES ('message', OLD.id,
         json_object('conversation_id', OLD.conversation_id, 'role', OLD.role,
             'content', OLD.content, 'model', OLD.model, 'total_tokens', OLD.total_tokens,
             'input_tokens', OLD.input_tokens, 'output_tokens', OLD.output_tokens,
