@@ -123,17 +123,21 @@ $$;
 CREATE OR REPLACE FUNCTION chatsync.on_messages_inserted() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
+    -- Summed per (user, day, model) first, so a bulk insert hands apply_usage a few
+    -- deltas rather than one JSON object per row.
     PERFORM chatsync.apply_usage(coalesce(jsonb_agg(jsonb_build_object(
-        'user_id', s.user_id,
-        'day', (n.message_timestamp AT TIME ZONE 'UTC')::date,
-        'model', n.model,
-        'sent', (n.role = 'user')::int,
-        'received', (n.role = 'assistant')::int,
-        'input', coalesce(n.input_tokens, 0),
-        'output', coalesce(n.output_tokens, 0),
-        'sessions', 0)), '[]'::jsonb))
-    FROM new_rows AS n JOIN public.chat_sessions AS s ON s.id = n.session_id
-    WHERE n.role IN ('user', 'assistant');
+        'user_id', user_id, 'day', day, 'model', model, 'sent', sent,
+        'received', received, 'input', input, 'output', output, 'sessions', 0)), '[]'::jsonb))
+    FROM (
+        SELECT s.user_id, (n.message_timestamp AT TIME ZONE 'UTC')::date AS day, n.model,
+               count(*) FILTER (WHERE n.role = 'user') AS sent,
+               count(*) FILTER (WHERE n.role = 'assistant') AS received,
+               sum(coalesce(n.input_tokens, 0)) AS input,
+               sum(coalesce(n.output_tokens, 0)) AS output
+        FROM new_rows AS n JOIN public.chat_sessions AS s ON s.id = n.session_id
+        WHERE n.role IN ('user', 'assistant')
+        GROUP BY 1, 2, 3
+    ) AS per_day;
 
     PERFORM chatsync.refresh_session_stats(array_agg(DISTINCT session_id)) FROM new_rows;
     RETURN NULL;
@@ -143,6 +147,10 @@ $$;
 CREATE OR REPLACE FUNCTION chatsync.on_messages_updated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
+    -- INSERT … ON CONFLICT DO UPDATE fires this even when nothing conflicted.
+    IF NOT EXISTS (SELECT 1 FROM new_rows) THEN
+        RETURN NULL;
+    END IF;
     -- What each changed row contributed before (negated) and contributes now.
     PERFORM chatsync.apply_usage(coalesce(jsonb_agg(delta), '[]'::jsonb))
     FROM (
