@@ -47,6 +47,11 @@ def usage(conn: psycopg.Connection) -> dict[str, Any]:
         for r in conn.execute(
             "SELECT user_id, usage_date, messages_sent, messages_received, input_tokens, "
             "output_tokens, total_tokens, models_used, sessions_created FROM user_usage_daily"
+            # A day whose usage moved away entirely (a message's timestamp changed) keeps a
+            # row of zeros; it says the same as no row.
+            " WHERE (messages_sent, messages_received, input_tokens, output_tokens,"
+            "        total_tokens, sessions_created) <> (0, 0, 0, 0, 0, 0)"
+            "    OR models_used <> '{}'"
         )
     }
     profiles = {
