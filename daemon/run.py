@@ -91,14 +91,15 @@ class Daemon:
         log.info("chatsync daemon (pid %d) starting: store %s, remote %s, control socket %s",
                  os.getpid(), self.store_path, self.remote_label, self.socket_path)
         self.service.request("startup")  # whatever is pending, without waiting for a trigger
-        self.service.start()
         self.watcher.start()
         self.schedule.start()
         self.control.start()
         self.started_at = now_iso()
         log.info("ready: file watching %s, a sync every %gs", self.watcher.mode,
                  sync_cfg.interval_seconds)
+        # Ready before the first sync starts, so no sync's STATUS can precede READY=1.
         systemd.notify("READY=1\nSTATUS=started; syncing what is pending")
+        self.service.start()
         while not self.stop_requested.wait(1.0):
             pass
         return self._shutdown()
