@@ -1,6 +1,7 @@
-"""One sync: claim anonymous conversations, then push what changed, batch by batch.
+"""One sync: claim anonymous conversations, pull what other devices changed, then push
+what changed here, batch by batch.
 
-Order: conversations, then their messages, then deletions. Each batch is one remote
+Push order: conversations, then their messages, then deletions. Each batch is one remote
 transaction; after it commits, its rows are marked synced compare-and-set, so an edit made
 meanwhile stays dirty. A crash between the commit and the mark re-sends rows that are
 already identical on the remote, which writes and counts nothing.
@@ -38,7 +39,7 @@ PhaseHook = Callable[[str, Kind | str], None]
 
 
 class SyncEngine:
-    """Pushes one store's changes to one remote database."""
+    """Keeps one store and one remote database in step, one `sync()` at a time."""
 
     def __init__(
         self, store_path: str | Path, dsn: str, *, batch_size: int = 1000,
