@@ -7,6 +7,7 @@ returned with the server's reason and the rest of the batch commits.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,9 +100,12 @@ def _push(
         return result
     with session.transaction() as conn:
         conn.execute(table.stage)
+        values = operator.itemgetter(*table.columns)
         with conn.cursor().copy(table.copy) as copy:
+            # Values as SQLite gave them: COPY's text for an int is str(int), and BLOBs were
+            # refused above, so no per-value str() is needed.
             for n, row in enumerate(staged):
-                copy.write_row((n, *(_text(row[c]) for c in table.columns)))
+                copy.write_row((n, *values(row)))
         written: list[str] = []
         _upsert(conn, table, staged, 0, len(staged), written, result.refused)
         if before_commit is not None:
@@ -179,6 +183,3 @@ def _iso_timestamp(value: str) -> bool:
     # date is refused with its own reason; words like 'now' never reach it.
     return bool(ISO_SHAPE.match(value))
 
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
