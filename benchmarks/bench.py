@@ -455,7 +455,7 @@ def targets(steps: Sequence[Step], shape: Shape) -> list[dict[str, Any]]:
             "MB", first.peak_mb <= 150.0 if big else None,
             "" if big else "the target is stated for 1,000,000 messages (--messages 1000000)")
     add("edit-to-remote with the default debounce", None, 0.5, "s median", None,
-        "a daemon measurement, not made by this command")
+        "a daemon measurement: benchmarks/latency.py")
     return out
 
 
