@@ -40,8 +40,10 @@ def configure_logging(level: str) -> None:
         level=getattr(logging, level.upper()), force=True, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
     )
-    # APScheduler logs every job run at INFO; the sync line already says it.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # APScheduler logs every job run at INFO; the sync line already says it. pgserver (the
+    # embedded default) logs each command it runs, with its output.
+    for noisy in ("apscheduler", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class Daemon:

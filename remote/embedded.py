@@ -8,6 +8,7 @@ CHATSYNC_REMOTE_DSN is set.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,11 @@ def embedded_dsn(data_dir: Path) -> str:
 
     The server stops when the last process using it exits.
     """
-    import pgserver  # imported here: only this fallback needs it
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir at import; without $XDG_RUNTIME_DIR
+        # that warns on stderr although the fallback it picks is fine.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported here: only this fallback needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
