@@ -1,18 +1,16 @@
-"""Real `chatsync run` processes for the daemon tests, and a TCP proxy to cut PostgreSQL off."""
+"""Real `chatsync run` processes for the daemon tests."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +24,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_for(check: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
+def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
     """Poll *check* until it returns something truthy; fail with *what* after *timeout*."""
     deadline = time.monotonic() + timeout
     while True:
@@ -120,72 +118,6 @@ class DaemonProc:
         shutil.rmtree(self.sockdir, ignore_errors=True)
 
 
-class TcpProxy:
-    """A loopback TCP forwarder that can be cut (listener closed, connections reset) and
-    restored on the same port: PostgreSQL going away and coming back, as the daemon sees it.
-    """
-
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
-        self.target = (target_host, target_port)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self._listener: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def open(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        with self._lock:
-            if self._listener is not None:
-                with contextlib.suppress(OSError):
-                    self._listener.shutdown(socket.SHUT_RDWR)
-                self._listener.close()
-                self._listener = None
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.close()
-            self._conns.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
-        peers = {a: b, b: a}
-        try:
-            while True:
-                ready, _, _ = select.select([a, b], [], [], 1.0)
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    peers[s].sendall(data)
-        except (OSError, ValueError):
-            return
-        finally:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.close()
 
 
 def kill_quietly(pid: int) -> None:
@@ -193,17 +125,6 @@ def kill_quietly(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def audited_truth(remote: Any) -> dict[str, Any]:
-    """Usage computed from every row that ever reached the remote (tests/sql/audit.sql)."""
-    import psycopg
-
-    from tests.remote_facts import truth
-
-    with remote.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        sessions = cur.execute(
-            "SELECT id, user_id::text, created_at FROM test_audit.sessions_ever").fetchall()
-        messages = cur.execute("SELECT * FROM test_audit.messages_ever").fetchall()
-    return truth(remote, messages, sessions)
 
 
 def free_port() -> int:

@@ -20,9 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,14 +29,13 @@ import psycopg
 
 from daemon import control
 from localstore import Store
-from tests.remote_facts import truth, usage
+from tests.daemon_proc import wait_for
+from tests.remote_facts import audited_truth, usage
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 LONG = bool(os.environ.get("CHATSYNC_LONG"))
 
-AUDIT_SESSIONS = "SELECT id, user_id::text, created_at FROM test_audit.sessions_ever"
-AUDIT_MESSAGES = "SELECT * FROM test_audit.messages_ever"
 REMOTE_SESSIONS = """
 SELECT id, user_id::text, title, is_active FROM public.chat_sessions
 WHERE user_id = %(user_id)s ORDER BY id
@@ -72,15 +69,6 @@ INSERT INTO messages (id, conversation_id, role, content, model, input_tokens,
 """
 
 
-def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def seed_from_env(default: int | None = None) -> int:
@@ -178,11 +166,6 @@ def random_edits(store_path: Path, rng: random.Random, n: int, round_no: int) ->
 
 # --- the end state ---------------------------------------------------------------------
 
-def audited_truth(remote: psycopg.Connection) -> dict[str, Any]:
-    with remote.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        sessions = cur.execute(AUDIT_SESSIONS).fetchall()
-        messages = cur.execute(AUDIT_MESSAGES).fetchall()
-    return truth(remote, messages, sessions)
 
 
 def _ts(text: str) -> datetime:

@@ -125,3 +125,15 @@ def truth(conn: psycopg.Connection, messages: list[dict[str, Any]],
 def remote_rows(conn: psycopg.Connection, table: str) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(f"SELECT * FROM public.{table} ORDER BY id").fetchall()
+
+
+AUDIT_SESSIONS = "SELECT id, user_id::text, created_at FROM test_audit.sessions_ever"
+AUDIT_MESSAGES = "SELECT * FROM test_audit.messages_ever"
+
+
+def audited_truth(remote: psycopg.Connection) -> dict[str, Any]:
+    """Usage computed from every row that ever reached the remote (tests/sql/audit.sql)."""
+    with remote.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        sessions = cur.execute(AUDIT_SESSIONS).fetchall()
+        messages = cur.execute(AUDIT_MESSAGES).fetchall()
+    return truth(remote, messages, sessions)

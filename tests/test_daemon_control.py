@@ -18,7 +18,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from localstore import Store
 from tests.conftest import ALICE
-from tests.daemon_proc import ROOT, DaemonProc, TcpProxy, free_port, wait_for
+from tests.daemon_proc import ROOT, DaemonProc, free_port, wait_for
+from tests.faults_proxy import FaultProxy
 
 Spawn = Callable[..., DaemonProc]
 
@@ -93,14 +94,14 @@ def test_sync_now_asks_the_daemon_falls_back_in_process_and_fails_clearly(
 def test_postgres_outage_backs_off_shows_why_and_catches_up_without_restart(
     spawn: Spawn, store: Store, remote: psycopg.Connection, remote_dsn: str
 ) -> None:
-    proxy = TcpProxy(tcp_port(remote_dsn))
-    proxy.open()
+    proxy = FaultProxy(tcp_port(remote_dsn))
     store.sign_in(ALICE)
     conv = store.create_conversation("outage")
     daemon = spawn(dsn=with_params(remote_dsn, host="127.0.0.1", port=proxy.port),
                    interval_seconds=3600, debounce_ms=100, retry_max_seconds=2).start()
     wait_for(lambda: daemon.idle_after(1), what="the start-up sync")
 
+    proxy.refuse()  # PostgreSQL goes away: open connections reset, new ones refused
     proxy.cut()
     store.add_message(conv.id, "user", "written during the outage")
     status = wait_for(lambda: (s := daemon.status())["daemon"]["backoff"]["failures"] >= 2
@@ -110,16 +111,18 @@ def test_postgres_outage_backs_off_shows_why_and_catches_up_without_restart(
     assert "cannot reach the remote database" in d["last_sync"]["error"]
     assert d["last_sync"]["transient"] is True
     assert status["pending"]["messages"] == 1
-    text = " ".join(daemon.cli("status").stdout.split())  # undo the table's wrapping
-    assert "usually passes by itself" in text and "retries" in text
+    # The daemon may be inside a retry at any given moment: ask until it is between two.
+    text = wait_for(lambda: (t := " ".join(daemon.cli("status").stdout.split()))  # unwrap
+                    and "usually passes by itself" in t and t, 20, "status explaining the wait")
+    assert "retries" in text
     assert daemon.proc is not None and daemon.proc.poll() is None
 
-    proxy.open()
+    proxy.heal()
     wait_for(lambda: messages_on_remote(remote) == 1, 20, "catching up after the outage")
     wait_for(lambda: daemon.status()["daemon"]["state"] == "idle", 10, "idle again")
     assert daemon.status()["pending"]["messages"] == 0
     assert daemon.syncs()["by_reason"].get("manual") is None  # no one had to ask
-    proxy.cut()
+    proxy.close()
 
 
 def test_second_daemon_on_the_same_store_is_refused_and_the_first_carries_on(

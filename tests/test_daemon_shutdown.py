@@ -12,8 +12,8 @@ import pytest
 from daemon.run import STOP_BOUND_S
 from localstore import Store
 from tests.conftest import ALICE
-from tests.daemon_proc import DaemonProc, audited_truth, wait_for
-from tests.remote_facts import usage
+from tests.daemon_proc import DaemonProc, wait_for
+from tests.remote_facts import audited_truth, usage
 
 MESSAGES = 12_000
 INSERT_MESSAGE = (

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 from daemon.engine import SyncEngine
 from localstore import Store
-from tests.faults_common import LONG, audited_truth, plain
-from tests.remote_facts import usage
+from tests.faults_common import LONG, plain
+from tests.remote_facts import audited_truth, usage
 
 EXAMPLES = 300 if LONG else 25
 BOB = "bbbbbbbb-0000-4000-8000-0000000000b0"

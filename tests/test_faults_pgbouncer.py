@@ -26,6 +26,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from daemon.engine import SyncEngine
+from tests.daemon_proc import free_port
 from tests.faults_common import (
     assert_converged,
     fill,
@@ -56,12 +57,6 @@ admin_users = postgres
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def bouncer(admin_dsn: str) -> Iterator[int]:
     binary = shutil.which("pgbouncer") or (
@@ -70,7 +65,7 @@ def bouncer(admin_dsn: str) -> Iterator[int]:
         pytest.skip("PGBOUNCER NOT INSTALLED: the transaction-pooler test did not run "
                     "(apt-get install -y pgbouncer; .ci/run does it)")
     params = conninfo_to_dict(admin_dsn)
-    port = _free_port()
+    port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="csf-pgb-"))
     (workdir / "userlist.txt").write_text(f'"{params.get("user", "postgres")}" ""\n')
     (workdir / "pgbouncer.ini").write_text(INI.format(

@@ -11,9 +11,8 @@ import pytest
 from localstore import Store
 from localstore.inbox import Inbox
 from tests.conftest import ALICE
-from tests.daemon_proc import audited_truth
 from tests.pull_support import Device, dirty_count, local_view, remote_view
-from tests.remote_facts import usage, write_counts
+from tests.remote_facts import audited_truth, usage, write_counts
 
 
 @pytest.fixture

@@ -24,9 +24,8 @@ from hypothesis import strategies as st
 from localstore import NotFound
 from tests import pg
 from tests.conftest import ALICE
-from tests.daemon_proc import audited_truth
 from tests.pull_support import Device, dirty_count, local_view, remote_view
-from tests.remote_facts import usage
+from tests.remote_facts import audited_truth, usage
 
 LONG = os.environ.get("CHATSYNC_LONG") == "1"
 

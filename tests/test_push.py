@@ -16,7 +16,7 @@ from remote.connect import UserSession
 from remote.connect import connect as connect_remote
 from remote.push import push_conversations
 from tests.conftest import ALICE, BOB
-from tests.remote_facts import remote_rows, truth, usage, write_counts
+from tests.remote_facts import audited_truth, remote_rows, usage, write_counts
 
 
 @pytest.fixture
@@ -47,13 +47,6 @@ def fill(store: Store, conversations: int, per_conversation: int) -> list[str]:
     return ids
 
 
-def audited_truth(remote: psycopg.Connection) -> dict:
-    """Usage computed from every row that ever reached the remote (tests/sql/audit.sql)."""
-    with remote.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        sessions = cur.execute(
-            "SELECT id, user_id::text, created_at FROM test_audit.sessions_ever").fetchall()
-        messages = cur.execute("SELECT * FROM test_audit.messages_ever").fetchall()
-    return truth(remote, messages, sessions)
 
 
 def test_second_sync_sends_nothing_writes_nothing_counts_nothing(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from daemon.engine import SyncEngine
 from localstore import Store
-from tests.remote_facts import truth, usage
+from tests.remote_facts import audited_truth, usage
 
 EXAMPLES = 200 if os.environ.get("CHATSYNC_LONG") else 25
 TODAY = datetime.now(UTC).date()
@@ -98,12 +98,6 @@ def sync(path: Path, dsn: str, *, crash: bool = False) -> None:
         engine.close()
 
 
-def audited_truth(remote: psycopg.Connection) -> dict:
-    with remote.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        sessions = cur.execute(
-            "SELECT id, user_id::text, created_at FROM test_audit.sessions_ever").fetchall()
-        messages = cur.execute("SELECT * FROM test_audit.messages_ever").fetchall()
-    return truth(remote, messages, sessions)
 
 
 @settings(max_examples=EXAMPLES, deadline=None,
