@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeVar
 
 Role = Literal["user", "assistant", "system"]
 ContentType = Literal["text", "markdown"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +29,7 @@ class Conversation:
 
     @classmethod
     def from_row(cls, row: Any) -> Conversation:
-        return cls(
-            id=row["id"],
-            user_id=row["user_id"],
-            title=row["title"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            is_active=bool(row["is_active"]),
-            dirty=bool(row["dirty"]),
-        )
+        return _from_row(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,23 +52,16 @@ class Message:
 
     @classmethod
     def from_row(cls, row: Any) -> Message:
-        return cls(
-            id=row["id"],
-            conversation_id=row["conversation_id"],
-            role=row["role"],
-            content=row["content"],
-            model=row["model"],
-            total_tokens=row["total_tokens"],
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            user_message_id=row["user_message_id"],
-            content_type=row["content_type"],
-            elapsed_time=row["elapsed_time"],
-            completion_id=row["completion_id"],
-            timestamp=row["timestamp"],
-            error=bool(row["error"]),
-            dirty=bool(row["dirty"]),
-        )
+        return _from_row(cls, row)
+
+
+def _from_row(cls: type[T], row: Any) -> T:
+    # SQLite has no boolean type: the flags come back as 0/1.
+    values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.type in (bool, "bool"):
+            values[f.name] = bool(values[f.name])
+    return cls(**values)
 
 
 # Columns a client may set on a message besides its id, conversation, role and content.
