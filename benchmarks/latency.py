@@ -22,6 +22,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from daemon.config import Config
 from localstore import Store
 from remote.migrate import migrate
 from tests.daemon_proc import DaemonProc, wait_for
@@ -74,7 +75,9 @@ def main() -> None:
             burst_s = time.perf_counter() - started
             time.sleep(3)  # let any follow-up sync happen, so it is counted
             burst_syncs = daemon.syncs()["total"] - before
-        table = Table(title="chatsync run: edits to PostgreSQL (debounce 500 ms, max wait 5 s)")
+        defaults = Config().sync
+        table = Table(title=f"chatsync run: edits to PostgreSQL (default debounce "
+                            f"{defaults.debounce_ms} ms, max wait {defaults.max_wait_ms} ms)")
         table.add_column("measure")
         table.add_column("value", justify="right")
         table.add_row(f"edit-to-remote latency, median of {args.edits}",

@@ -46,7 +46,7 @@ class RemoteConfig(_Section):
 class SyncConfig(_Section):
     batch_size: int = Field(1000, ge=1, le=100_000)
     interval_seconds: float = Field(300, gt=0)
-    debounce_ms: int = Field(500, ge=0)
+    debounce_ms: int = Field(300, ge=0)
     max_wait_ms: int = Field(5000, ge=0)
     # cap of the exponential back-off after failed syncs
     retry_max_seconds: float = Field(300, gt=0)
