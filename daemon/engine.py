@@ -25,6 +25,7 @@ from localstore.ids import utc_now
 from localstore.inbox import Inbox
 from localstore.outbox import Kind, Outbox
 from localstore.store import CLAIM_ANONYMOUS
+from localstore.transaction import write_transaction
 from remote import pull, push
 from remote.connect import UserSession
 from remote.connect import connect as connect_remote
@@ -158,7 +159,7 @@ class SyncEngine:
 
     def _stopping(self, report: SyncReport) -> bool:
         if self.should_stop():
-            report.skipped = "stopped between batches; the rest is sent at the next sync"
+            report.stopped = "stopped between batches; the rest is sent at the next sync"
             return True
         return False
 
@@ -180,13 +181,8 @@ class SyncEngine:
         self.on_phase("marked", kind)
 
     def _claim(self, user_id: str) -> int:
-        self.local.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.local):
             claimed = self.local.execute(CLAIM_ANONYMOUS, {"user_id": user_id}).rowcount
-            self.local.execute("COMMIT")
-        except BaseException:
-            self.local.execute("ROLLBACK")
-            raise
         log.info("claimed %d signed-out conversation(s) for the signed-in user", claimed)
         return claimed
 

@@ -25,6 +25,7 @@ class SyncReport:
     conflicts: int = 0  # conflicts the pull resolved (see localstore/inbox.py)
     duration_s: float = 0.0
     skipped: str | None = None  # why nothing was attempted (signed out, nothing pending)
+    stopped: str | None = None  # why the sync ended early, after what the counts say
     error: str | None = None
     transient: bool | None = None  # for an error: worth retrying without a person's help
 
@@ -56,4 +57,5 @@ class SyncReport:
             f"{self.deletions.sent} deletions ({self.conversations.written + self.messages.written}"
             f" rows written remotely), {self.quarantined} quarantined, "
             f"pulled {self.pulled}, in {self.duration_s:.2f}s"
+            + (f"; {self.stopped}" if self.stopped else "")
         )
