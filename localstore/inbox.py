@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from localstore.outbox import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, Kind
+from localstore.transaction import write_transaction
 
 # The client-owned columns a pulled row is compared on. A conversation's updated_at is
 # rewritten by the server on every write, so it is taken on insert but never compared.
@@ -139,7 +140,7 @@ class Inbox:
         return None if row is None else str(row[0])
 
     def set_cursor(self, user_id: str, snapshot: str) -> None:
-        with _transaction(self.conn):
+        with write_transaction(self.conn):
             self.conn.execute(SET_CURSOR, {"user_id": user_id, "snapshot": snapshot})
 
     def conflict_counts(self) -> dict[str, int]:
@@ -306,20 +307,9 @@ def _stats(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-@contextmanager
 def _applying_remote(conn: sqlite3.Connection) -> Iterator[None]:
     """A write transaction the change-tracking triggers ignore (reset before commit)."""
-    with _transaction(conn):
+    with write_transaction(conn):
         conn.execute(APPLYING, (1,))
         yield
         conn.execute(APPLYING, (0,))
