@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable
@@ -65,6 +66,10 @@ class SyncEngine:
         self._store_identity = _identity(self.store_path)
         self.outbox = Outbox(self.local)
         self._remote: psycopg.Connection | None = None
+        # This engine's mark on the change-feed entries it writes, so that its pulls skip
+        # the echoes of its own pushes. Per engine, not per store: a copied store file must
+        # not make two devices ignore each other.
+        self.origin = secrets.token_hex(8)
 
     def close(self) -> None:
         self.disconnect()
@@ -124,7 +129,7 @@ class SyncEngine:
             report.skipped = "nothing to send"
             return
 
-        remote = UserSession(self._connection(), user_id, email)
+        remote = UserSession(self._connection(), user_id, email, origin=self.origin)
         push.ensure_profile(remote, email)
         for page in self.outbox.conversations(user_id, self.batch_size):
             if self._stopping(report):
@@ -145,7 +150,7 @@ class SyncEngine:
             self.on_phase("marked", "deletion")
 
     def _pull(self, user_id: str, email: str, report: SyncReport) -> None:
-        remote = UserSession(self._connection(), user_id, email)
+        remote = UserSession(self._connection(), user_id, email, origin=self.origin)
         try:
             result = pull.pull_into(remote, Inbox(self.local),
                                     page_size=max(self.batch_size, 5000), progress=self.progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,9 +12,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 HAS_AUTHENTICATED_ROLE = "SELECT to_regrole('authenticated') IS NOT NULL"
 # The store's timestamps are UTC; one without a zone must not be read in the server's zone.
-SET_CLAIMS = (
-    "SELECT set_config('request.jwt.claims', %s, true), set_config('TimeZone', 'UTC', true)"
-)
+# chatsync.origin marks the change-feed entries this engine writes (see 0004_change_feed).
+SET_CLAIMS = """
+SELECT set_config('request.jwt.claims', %(claims)s, true),
+       set_config('TimeZone', 'UTC', true),
+       set_config('chatsync.origin', %(origin)s, true)
+"""
 SET_ROLE_AUTHENTICATED = "SET LOCAL ROLE authenticated"
 
 CONNECT_TIMEOUT_S = 10
@@ -35,9 +39,13 @@ def connect(dsn: str, *, application_name: str = "chatsync") -> psycopg.Connecti
 class UserSession:
     """Runs transactions as one signed-in user, so row-level security applies."""
 
-    def __init__(self, conn: psycopg.Connection, user_id: str, email: str = "") -> None:
+    def __init__(
+        self, conn: psycopg.Connection, user_id: str, email: str = "", *, origin: str = ""
+    ) -> None:
         self.conn = conn
         self.user_id = user_id
+        # Who writes, for the change feed: one engine's id, never shared by two engines.
+        self.origin = origin or secrets.token_hex(8)
         self.claims = json.dumps({"sub": user_id, "role": "authenticated", "email": email})
         self._use_role = bool(conn.execute(HAS_AUTHENTICATED_ROLE).fetchone()[0])
 
@@ -46,5 +54,5 @@ class UserSession:
         with self.conn.transaction():
             if self._use_role:
                 self.conn.execute(SET_ROLE_AUTHENTICATED)
-            self.conn.execute(SET_CLAIMS, (self.claims,))
+            self.conn.execute(SET_CLAIMS, {"claims": self.claims, "origin": self.origin})
             yield self.conn

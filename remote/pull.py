@@ -76,18 +76,21 @@ SELECT m.id, false AS deleted, {_MESSAGE_COLUMNS}
 FROM public.chat_messages AS m JOIN public.chat_sessions AS s ON s.id = m.session_id
 WHERE s.user_id = %(user_id)s
 """
+# Messages this engine pushed itself are skipped: it has them already (a conversation's
+# entry is read even then, since the push changed its server-side statistics).
 CHANGED_MESSAGES = f"""
 SELECT f.id, (f.deleted OR m.id IS NULL) AS deleted, {_MESSAGE_COLUMNS}
 FROM {_UNSEEN} AS f
 LEFT JOIN public.chat_messages AS m ON m.id = f.id AND NOT f.deleted
-WHERE f.kind = 'message'
+WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s
 """
 COUNT_ALL_MESSAGES = """
 SELECT count(*) FROM public.chat_messages AS m
 JOIN public.chat_sessions AS s ON s.id = m.session_id WHERE s.user_id = %(user_id)s
 """
 COUNT_CHANGED_MESSAGES = f"""
-SELECT count(*) FROM {_UNSEEN} AS f WHERE f.kind = 'message'
+SELECT count(*) FROM {_UNSEEN} AS f
+WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s
 """
 
 MESSAGE_CURSOR = "chatsync_pull_messages"
@@ -150,7 +153,7 @@ def read_changes(
     The remote transaction stays open while the caller consumes `messages`, so conversations
     and messages come from one snapshot.
     """
-    params: dict[str, Any] = {"user_id": session.user_id}
+    params: dict[str, Any] = {"user_id": session.user_id, "origin": session.origin}
     if since is not None:  # pg_snapshot text: xmin:xmax:xip,xip,...
         _, xmax, xip = since.split(":")
         params |= {"since_xmax": xmax, "since_xip": [x for x in xip.split(",") if x]}

@@ -246,3 +246,35 @@ def test_plain_sql_client_edits_of_pulled_rows_are_tracked(devices, remote) -> N
     laptop.sync()
     assert laptop.store.message(msg.id).content == "v2 from sql"
     assert local_view(laptop.store) == local_view(desktop.store) == remote_view(remote)
+
+
+def test_a_pull_skips_the_echo_of_its_own_push_but_others_see_it(
+    devices, remote_dsn: str
+) -> None:
+    from remote.connect import UserSession
+    from remote.connect import connect as connect_remote
+    from remote.pull import read_changes
+
+    laptop = devices("laptop")
+    laptop.sync()  # first pull: the cursor now exists
+    conv = laptop.store.create_conversation("big push")
+    for i in range(300):
+        laptop.store.add_message(conv.id, "user", f"m{i}", id=f"msg_echo_{i}")
+    assert laptop.sync().messages.sent == 300
+    cursor = Inbox(laptop.store.conn).cursor(ALICE)
+
+    with connect_remote(remote_dsn) as conn:
+        own = UserSession(conn, ALICE, origin=laptop.engine.origin)
+        with read_changes(own, cursor) as changes:
+            assert changes is not None  # the conversation's statistics changed
+            assert changes.message_count == 0
+            assert [c["id"] for c in changes.conversations] == [conv.id]
+        other = UserSession(conn, ALICE)  # another engine, another origin
+        with read_changes(other, cursor) as changes:
+            assert changes is not None and changes.message_count == 300
+
+    report = laptop.sync()
+    assert report.sent == 0 and report.pulled == 0
+    desktop = devices("desktop")
+    assert desktop.sync().pulled == 301
+    assert local_view(desktop.store) == local_view(laptop.store)

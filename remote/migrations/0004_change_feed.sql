@@ -9,6 +9,10 @@
 -- transaction that started earlier but commits later than one already pulled is in the
 -- old snapshot's in-flight list, so it is never passed over.
 --
+-- The engine that wrote an entry is recorded too (origin): the puller skips the message
+-- entries of its own pushes, which it already has, so the pull after a large first push
+-- does not read it all back.
+--
 -- One entry per row (not an append-only log): the newest writer's id overwrites the older,
 -- and the puller reads the row's current state, so the table grows with the number of rows
 -- ever written, not with the number of writes. A deleted row keeps an entry (deleted =
@@ -30,6 +34,9 @@ CREATE TABLE chatsync_feed.changes (
     conversation_id text,  -- for a message, its session
     xid             xid8 NOT NULL DEFAULT pg_current_xact_id(),
     deleted         boolean NOT NULL DEFAULT false,
+    -- the chatsync engine that wrote it (its transactions set chatsync.origin); NULL for
+    -- any other writer. A puller skips the echoes of its own pushes of messages.
+    origin          text DEFAULT nullif(current_setting('chatsync.origin', true), ''),
     PRIMARY KEY (kind, id)
 );
 CREATE INDEX changes_user_xid ON chatsync_feed.changes (user_id, xid);
@@ -48,7 +55,7 @@ BEGIN
     INSERT INTO chatsync_feed.changes AS f (kind, id, user_id)
     SELECT 'conversation', n.id, n.user_id FROM new_rows AS n
     ON CONFLICT (kind, id) DO UPDATE
-        SET xid = EXCLUDED.xid, user_id = EXCLUDED.user_id, deleted = false;
+        SET xid = EXCLUDED.xid, origin = EXCLUDED.origin, user_id = EXCLUDED.user_id, deleted = false;
     RETURN NULL;
 END
 $$;
@@ -59,7 +66,7 @@ BEGIN
     INSERT INTO chatsync_feed.changes AS f (kind, id, user_id, deleted)
     SELECT 'conversation', o.id, o.user_id, true FROM old_rows AS o
     ON CONFLICT (kind, id) DO UPDATE
-        SET xid = EXCLUDED.xid, user_id = EXCLUDED.user_id, deleted = true;
+        SET xid = EXCLUDED.xid, origin = EXCLUDED.origin, user_id = EXCLUDED.user_id, deleted = true;
     DELETE FROM chatsync_feed.changes AS f
     WHERE f.kind = 'message' AND f.conversation_id IN (SELECT o.id FROM old_rows AS o);
     RETURN NULL;
@@ -73,7 +80,7 @@ BEGIN
     SELECT 'message', n.id, s.user_id, n.session_id
     FROM new_rows AS n JOIN public.chat_sessions AS s ON s.id = n.session_id
     ON CONFLICT (kind, id) DO UPDATE
-        SET xid = EXCLUDED.xid, user_id = EXCLUDED.user_id,
+        SET xid = EXCLUDED.xid, origin = EXCLUDED.origin, user_id = EXCLUDED.user_id,
             conversation_id = EXCLUDED.conversation_id, deleted = false;
     RETURN NULL;
 END
@@ -88,7 +95,7 @@ BEGIN
     SELECT 'message', o.id, s.user_id, o.session_id, true
     FROM old_rows AS o JOIN public.chat_sessions AS s ON s.id = o.session_id
     ON CONFLICT (kind, id) DO UPDATE
-        SET xid = EXCLUDED.xid, user_id = EXCLUDED.user_id, deleted = true;
+        SET xid = EXCLUDED.xid, origin = EXCLUDED.origin, user_id = EXCLUDED.user_id, deleted = true;
     RETURN NULL;
 END
 $$;
