@@ -9,9 +9,11 @@ already identical on the remote, which writes and counts nothing.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
-import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -66,10 +68,11 @@ class SyncEngine:
         self._store_identity = _identity(self.store_path)
         self.outbox = Outbox(self.local)
         self._remote: psycopg.Connection | None = None
-        # This engine's mark on the change-feed entries it writes, so that its pulls skip
-        # the echoes of its own pushes. Per engine, not per store: a copied store file must
-        # not make two devices ignore each other.
-        self.origin = secrets.token_hex(8)
+        # The mark on the change-feed entries this store's pushes write, so that its pulls
+        # skip their echoes. It names this very file on this machine: a copy of the store
+        # (a restored backup, a migrated laptop) gets another, so two devices never ignore
+        # each other's writes.
+        self.origin = store_origin(self.store_path)
 
     def close(self) -> None:
         self.disconnect()
@@ -205,6 +208,18 @@ class SyncEngine:
 
 class StoreFileChanged(Exception):
     """The store's path no longer names the file the engine opened."""
+
+
+def store_origin(path: Path) -> str:
+    """A stable id for one store file on one machine."""
+    machine = ""
+    for source in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        with contextlib.suppress(OSError):
+            machine = Path(source).read_text().strip()
+            break
+    st = os.stat(path)
+    who = f"{machine or socket.gethostname()}|{path.resolve()}|{st.st_dev}|{st.st_ino}"
+    return hashlib.sha256(who.encode()).hexdigest()[:16]
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

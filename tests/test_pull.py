@@ -278,3 +278,17 @@ def test_a_pull_skips_the_echo_of_its_own_push_but_others_see_it(
     desktop = devices("desktop")
     assert desktop.sync().pulled == 301
     assert local_view(desktop.store) == local_view(laptop.store)
+
+
+def test_the_origin_names_the_store_file_so_a_copy_gets_another(tmp_path: Path) -> None:
+    import shutil
+
+    from daemon.engine import store_origin
+
+    path = tmp_path / "a" / "chatsync.db"
+    Store(path).close()
+    copy = tmp_path / "b" / "chatsync.db"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    assert store_origin(path) == store_origin(path)
+    assert store_origin(copy) != store_origin(path)
