@@ -106,24 +106,26 @@ $$;
 CREATE TRIGGER on_session_updated BEFORE UPDATE ON public.chat_sessions
     FOR EACH ROW EXECUTE FUNCTION public.update_session_timestamp();
 
+-- Policies call auth.uid() as `(SELECT auth.uid())`, an init plan evaluated once per
+-- statement rather than once per row (the JSON claims are parsed once per batch).
 ALTER TABLE public.profiles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.chat_sessions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.chat_messages ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.user_usage_daily ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY profiles_own ON public.profiles
-    FOR ALL TO authenticated USING (id = auth.uid()) WITH CHECK (id = auth.uid());
+    FOR ALL TO authenticated USING (id = (SELECT auth.uid())) WITH CHECK (id = (SELECT auth.uid()));
 CREATE POLICY chat_sessions_own ON public.chat_sessions
-    FOR ALL TO authenticated USING (user_id = auth.uid()) WITH CHECK (user_id = auth.uid());
+    FOR ALL TO authenticated USING (user_id = (SELECT auth.uid())) WITH CHECK (user_id = (SELECT auth.uid()));
 CREATE POLICY chat_messages_own ON public.chat_messages
     FOR ALL TO authenticated
     USING (EXISTS (SELECT 1 FROM public.chat_sessions s
-                   WHERE s.id = session_id AND s.user_id = auth.uid()))
+                   WHERE s.id = session_id AND s.user_id = (SELECT auth.uid())))
     WITH CHECK (EXISTS (SELECT 1 FROM public.chat_sessions s
-                        WHERE s.id = session_id AND s.user_id = auth.uid()));
+                        WHERE s.id = session_id AND s.user_id = (SELECT auth.uid())));
 -- Usage is written only by the analytics triggers (security definer), never by clients.
 CREATE POLICY user_usage_daily_read_own ON public.user_usage_daily
-    FOR SELECT TO authenticated USING (user_id = auth.uid());
+    FOR SELECT TO authenticated USING (user_id = (SELECT auth.uid()));
 
 GRANT USAGE ON SCHEMA public TO authenticated;
 GRANT SELECT, INSERT, UPDATE ON public.profiles TO authenticated;

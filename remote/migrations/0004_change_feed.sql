@@ -45,7 +45,7 @@ CREATE INDEX changes_conversation ON chatsync_feed.changes (conversation_id)
 
 ALTER TABLE chatsync_feed.changes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY changes_own ON chatsync_feed.changes
-    FOR SELECT TO authenticated USING (user_id = auth.uid());
+    FOR SELECT TO authenticated USING (user_id = (SELECT auth.uid()));
 GRANT USAGE ON SCHEMA chatsync_feed TO authenticated;
 GRANT SELECT ON chatsync_feed.changes TO authenticated;
 
