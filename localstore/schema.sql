@@ -20,8 +20,9 @@ INSERT INTO sync_meta (id) VALUES (1);
 CREATE TABLE auth_session (
     id           INTEGER PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     user_id      TEXT NOT NULL
-        CONSTRAINT "auth_session.user_id must be a UUID"
-        CHECK (length(user_id) = 36 AND lower(user_id) GLOB
+        -- lowercase, as PostgreSQL prints a uuid, so it compares equal to pulled rows
+        CONSTRAINT "auth_session.user_id must be a lowercase UUID"
+        CHECK (length(user_id) = 36 AND user_id GLOB
             '[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'),
     email        TEXT NOT NULL DEFAULT ''
         CONSTRAINT "auth_session.email must be at most 255 characters"
@@ -34,7 +35,9 @@ CREATE TABLE conversations (
         CONSTRAINT "conversations.id must be 1 to 255 characters"
         CHECK (typeof(id) = 'text' AND length(id) BETWEEN 1 AND 255),
     -- NULL for a conversation made while signed out; claimed at sign-in
-    user_id    TEXT,
+    user_id    TEXT
+        CONSTRAINT "conversations.user_id must be a lowercase UUID or NULL"
+        CHECK (user_id IS NULL OR (length(user_id) = 36 AND user_id = lower(user_id))),
     title      TEXT NOT NULL DEFAULT 'New Chat'
         CONSTRAINT "conversations.title must be text of at most 255 characters"
         CHECK (typeof(title) = 'text' AND length(title) <= 255),

@@ -61,6 +61,7 @@ class Store:
     # --- signing in -------------------------------------------------------------------
 
     def sign_in(self, user_id: str, email: str = "") -> AuthSession:
+        user_id = user_id.lower()  # the store keeps UUIDs as PostgreSQL prints them
         with self.transaction() as conn:
             conn.execute("DELETE FROM auth_session")
             conn.execute(

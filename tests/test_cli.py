@@ -75,7 +75,7 @@ def test_bad_input_is_one_clear_line_not_a_traceback(chatsync: Runner) -> None:
     assert done.returncode == 1 and "no conversation" in done.stderr
 
     done = chatsync("sign-in", "not-a-uuid", ok=False)
-    assert "auth_session.user_id must be a UUID" in done.stderr
+    assert "auth_session.user_id must be a lowercase UUID" in done.stderr
 
 
 def test_config_errors_exit_2_naming_the_key(chatsync: Runner, tmp_path: Path) -> None:

@@ -220,3 +220,12 @@ def test_pending_counts_use_the_partial_index(store: Store) -> None:
     ]
     scans = [s for s in steps if s.startswith(("SCAN m", "SCAN conversations"))]
     assert scans and all("_pending" in s for s in scans), steps
+
+
+def test_user_ids_are_kept_lowercase_so_they_match_pulled_rows(store: Store) -> None:
+    assert store.sign_in(ALICE.upper()).user_id == ALICE
+    c = raw(store.path)
+    with pytest.raises(sqlite3.IntegrityError, match="lowercase UUID"):
+        c.execute("UPDATE auth_session SET user_id = ?", (ALICE.upper(),))
+    with pytest.raises(sqlite3.IntegrityError, match=r"conversations\.user_id must be"):
+        c.execute("INSERT INTO conversations (id, user_id) VALUES ('c', ?)", (ALICE.upper(),))
