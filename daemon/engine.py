@@ -182,6 +182,9 @@ class SyncEngine:
         self.outbox.quarantine(result.refused)
         for refusal in result.refused:
             log.warning("quarantined %s %s: %s", kind, refusal.id, refusal.reason)
+        if result.gone:
+            log.info("%d %s(s) deleted on the server meanwhile were not sent again; the next "
+                     "pull removes them here", len(result.gone), kind)
         counts.sent += len(page)
         counts.written += result.written
         counts.quarantined += len(result.refused)

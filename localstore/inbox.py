@@ -89,9 +89,11 @@ class _Table:
     compared: tuple[str, ...]  # compared and written on update
 
     def insert(self) -> str:
+        # synced_rev -1: clean, and known to the remote (see localstore/schema.sql), so an
+        # edit of it is never pushed as a new row should the remote delete it meanwhile.
         cols = ", ".join(self.columns)
         values = ", ".join(":" + c for c in self.columns)
-        return f"INSERT INTO {self.name} ({cols}) VALUES ({values})"
+        return f"INSERT INTO {self.name} ({cols}, rev, synced_rev) VALUES ({values}, -1, -1)"
 
     def update(self) -> str:
         sets = ", ".join(f"{c} = :{c}" for c in self.compared)

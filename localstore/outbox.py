@@ -27,7 +27,8 @@ MESSAGE_COLUMNS = (
 
 # Rows the signed-in user may push: their own, changed, and not quarantined at this rev.
 PENDING_CONVERSATIONS = f"""
-SELECT {", ".join(CONVERSATION_COLUMNS)}, rev FROM conversations AS c
+SELECT {", ".join(CONVERSATION_COLUMNS)}, c.synced_rev <> 0 AS was_synced, rev
+FROM conversations AS c
 WHERE c.rev > c.synced_rev AND c.rev > :after AND +c.user_id = :user_id
   AND NOT EXISTS (SELECT 1 FROM quarantine AS q
                   WHERE q.kind = 'conversation' AND q.id = c.id AND q.rev = c.rev)
@@ -38,7 +39,8 @@ ORDER BY c.rev LIMIT :limit
 # conversation was already there when the conversations were pushed. Messages whose
 # conversation is quarantined wait with it.
 PENDING_MESSAGES = f"""
-SELECT {", ".join("m." + c for c in MESSAGE_COLUMNS)}, m.rev FROM messages AS m
+SELECT {", ".join("m." + c for c in MESSAGE_COLUMNS)}, m.synced_rev <> 0 AS was_synced, m.rev
+FROM messages AS m
 CROSS JOIN conversations AS c ON c.id = m.conversation_id
 WHERE m.rev > m.synced_rev AND m.rev > :after AND m.rev <= :upto AND c.user_id = :user_id
   AND NOT EXISTS (SELECT 1 FROM quarantine AS q

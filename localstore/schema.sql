@@ -3,7 +3,8 @@
 -- Clients write conversations, messages and auth_session with plain SQL or the Python API.
 -- The sync columns (rev, synced_rev) are the daemon's: triggers set rev from one store-wide
 -- counter on every real change, and the sync engine sets synced_rev once the remote has the
--- row. A row is dirty while rev > synced_rev.
+-- row. A row is dirty while rev > synced_rev. synced_rev 0 means the remote never had the
+-- row; a row pulled from the remote starts at rev = synced_rev = -1.
 --
 -- Constraint names are the error messages a client sees, so each names its field.
 

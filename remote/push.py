@@ -29,6 +29,8 @@ class BatchResult:
     acked: list[tuple[str, int]] = field(default_factory=list)  # (id, rev) now on the remote
     written: int = 0  # rows inserted or updated; the rest were already identical
     refused: list[Refusal] = field(default_factory=list)
+    # ids deleted on the remote since our last pull: not revived, not acknowledged
+    gone: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +40,20 @@ class _Table:
     copy: str
     upsert: str
     columns: tuple[str, ...]  # local column names, in COPY order after n
+    gone: str  # which previously synced rows the remote no longer has
 
 
 SESSIONS = _Table(
     "conversation", sql.STAGE_SESSIONS, sql.COPY_SESSIONS, sql.UPSERT_SESSIONS,
-    ("id", "user_id", "title", "created_at", "updated_at", "is_active"),
+    ("id", "user_id", "title", "created_at", "updated_at", "is_active", "was_synced"),
+    sql.GONE_SESSIONS,
 )
 MESSAGES = _Table(
     "message", sql.STAGE_MESSAGES, sql.COPY_MESSAGES, sql.UPSERT_MESSAGES,
     ("id", "conversation_id", "role", "content", "model", "total_tokens", "input_tokens",
      "output_tokens", "user_message_id", "content_type", "elapsed_time", "completion_id",
-     "timestamp", "error"),
+     "timestamp", "error", "was_synced"),
+    sql.GONE_MESSAGES,
 )
 
 
@@ -108,10 +113,12 @@ def _push(
                 copy.write_row((n, *values(row)))
         written: list[str] = []
         _upsert(conn, table, staged, 0, len(staged), written, result.refused)
+        if any(r["was_synced"] for r in staged):
+            result.gone = sorted(r[0] for r in conn.execute(table.gone))
         if before_commit is not None:
             before_commit()
-    refused = {r.id for r in result.refused}
-    result.acked = [(r["id"], r["rev"]) for r in staged if r["id"] not in refused]
+    left_out = {r.id for r in result.refused} | set(result.gone)
+    result.acked = [(r["id"], r["rev"]) for r in staged if r["id"] not in left_out]
     result.written = len(written)
     return result
 

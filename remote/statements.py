@@ -17,18 +17,22 @@ ON CONFLICT (id) DO NOTHING
 
 STAGE_SESSIONS = """
 CREATE TEMP TABLE chatsync_stage_sessions (
-    n int, id text, user_id text, title text, created_at text, updated_at text, is_active text
+    n int, id text, user_id text, title text, created_at text, updated_at text, is_active text,
+    was_synced text
 ) ON COMMIT DROP
 """
 COPY_SESSIONS = """
-COPY chatsync_stage_sessions (n, id, user_id, title, created_at, updated_at, is_active)
+COPY chatsync_stage_sessions (n, id, user_id, title, created_at, updated_at, is_active,
+    was_synced)
 FROM STDIN
 """
 UPSERT_SESSIONS = """
 INSERT INTO public.chat_sessions AS s (id, user_id, title, created_at, updated_at, is_active)
 SELECT id, user_id::uuid, title, created_at::timestamptz, updated_at::timestamptz,
        is_active::boolean
-FROM chatsync_stage_sessions WHERE n >= %(lo)s AND n < %(hi)s
+FROM chatsync_stage_sessions AS st
+WHERE n >= %(lo)s AND n < %(hi)s
+  AND (was_synced = '0' OR EXISTS (SELECT 1 FROM public.chat_sessions AS x WHERE x.id = st.id))
 ON CONFLICT (id) DO UPDATE SET
     user_id = EXCLUDED.user_id,
     title = EXCLUDED.title,
@@ -43,13 +47,13 @@ STAGE_MESSAGES = """
 CREATE TEMP TABLE chatsync_stage_messages (
     n int, id text, session_id text, role text, content text, model text, total_tokens text,
     input_tokens text, output_tokens text, user_message_id text, content_type text,
-    elapsed_time text, completion_id text, message_timestamp text, error text
+    elapsed_time text, completion_id text, message_timestamp text, error text, was_synced text
 ) ON COMMIT DROP
 """
 COPY_MESSAGES = """
 COPY chatsync_stage_messages (n, id, session_id, role, content, model, total_tokens,
     input_tokens, output_tokens, user_message_id, content_type, elapsed_time, completion_id,
-    message_timestamp, error)
+    message_timestamp, error, was_synced)
 FROM STDIN
 """
 # The app keeps an error's text in error_message; the client has only a flag, so a flag
@@ -61,7 +65,9 @@ INSERT INTO public.chat_messages AS m (id, session_id, role, content, model, tot
 SELECT id, session_id, role, content, model, total_tokens::int, input_tokens::int,
        output_tokens::int, user_message_id, content_type, elapsed_time::int, completion_id,
        message_timestamp::timestamptz, CASE WHEN error::boolean THEN 'error' END
-FROM chatsync_stage_messages WHERE n >= %(lo)s AND n < %(hi)s
+FROM chatsync_stage_messages AS st
+WHERE n >= %(lo)s AND n < %(hi)s
+  AND (was_synced = '0' OR EXISTS (SELECT 1 FROM public.chat_messages AS x WHERE x.id = st.id))
 ON CONFLICT (id) DO UPDATE SET
     session_id = EXCLUDED.session_id,
     role = EXCLUDED.role,
@@ -85,6 +91,20 @@ WHERE (m.session_id, m.role, m.content, m.model, m.total_tokens, m.input_tokens,
        EXCLUDED.user_message_id, EXCLUDED.content_type, EXCLUDED.elapsed_time,
        EXCLUDED.completion_id, EXCLUDED.message_timestamp, EXCLUDED.error_message IS NOT NULL)
 RETURNING m.id
+"""
+
+# A row the remote had once (was_synced) but no longer has was deleted there, by another
+# device or the server, after our last pull: it is not inserted again (that would revive it
+# and count its usage twice). It stays dirty; the next pull applies the delete here.
+GONE_SESSIONS = """
+SELECT st.id FROM chatsync_stage_sessions AS st
+WHERE st.was_synced = '1'
+  AND NOT EXISTS (SELECT 1 FROM public.chat_sessions AS x WHERE x.id = st.id)
+"""
+GONE_MESSAGES = """
+SELECT st.id FROM chatsync_stage_messages AS st
+WHERE st.was_synced = '1'
+  AND NOT EXISTS (SELECT 1 FROM public.chat_messages AS x WHERE x.id = st.id)
 """
 
 # Under row-level security another user's rows are simply not visible, so these delete

@@ -292,3 +292,38 @@ def test_the_origin_names_the_store_file_so_a_copy_gets_another(tmp_path: Path) 
     shutil.copy(path, copy)
     assert store_origin(path) == store_origin(path)
     assert store_origin(copy) != store_origin(path)
+
+
+@pytest.mark.parametrize("pulled", [False, True], ids=["pushed-here", "pulled-here"])
+def test_an_edit_of_a_row_deleted_remotely_after_our_pull_is_not_revived(
+    devices, remote: psycopg.Connection, pulled: bool
+) -> None:
+    laptop = devices("laptop")
+    conv = laptop.store.create_conversation("race")
+    laptop.store.add_message(conv.id, "user", "v1", id="msg_race", input_tokens=10,
+                             total_tokens=10)
+    laptop.sync()
+    device = laptop
+    if pulled:  # the row reached this device by a pull rather than by its own push
+        device = devices("desktop")
+        device.sync()
+    counted = usage(remote)
+    device.store.update_message("msg_race", content="v2, edited here")
+
+    def delete_on_the_server(phase: str, kind: str) -> None:
+        # between this sync's pull and its push: another device deletes the message
+        if phase == "read" and kind == "message":
+            remote.execute("DELETE FROM chat_messages WHERE id = 'msg_race'")
+
+    device.engine.on_phase = delete_on_the_server
+    report = device.sync()
+    device.engine.on_phase = lambda phase, kind: None
+    assert report.messages.sent == 1 and report.messages.written == 0
+    assert remote.execute("SELECT count(*) FROM chat_messages WHERE id = 'msg_race'"
+                          ).fetchone() == (0,)
+    assert usage(remote) == counted == audited_truth(remote)
+
+    device.sync()  # the pull brings the delete: deletion wins over the local edit
+    assert [m.id for m in device.store.messages(conv.id)] == []
+    assert dirty_count(device.store) == 0
+    assert device.sync().sent == 0

@@ -273,7 +273,7 @@ def test_rows_claiming_another_user_are_never_sent_and_rls_refuses_them(
         session = UserSession(conn, ALICE)
         forged = {"id": "conv_forged", "user_id": BOB, "title": "x", "rev": 1,
                   "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-                  "is_active": 1}
+                  "is_active": 1, "was_synced": 0}
         result = push_conversations(session, [forged])
     assert [r.id for r in result.refused] == ["conv_forged"]
     assert "row-level security" in result.refused[0].reason
