@@ -1,7 +1,7 @@
 """The local SQLite chat store: schema, change tracking and the client API."""
 
 from localstore.connection import SCHEMA_VERSION, connect
-from localstore.errors import InvalidRow, NotFound, NotSignedIn, SchemaTooNew, StoreError
+from localstore.errors import InvalidRow, NotFound, SchemaTooNew, StoreError
 from localstore.models import AuthSession, Conversation, Message
 from localstore.store import Store
 
@@ -12,7 +12,6 @@ __all__ = [
     "InvalidRow",
     "Message",
     "NotFound",
-    "NotSignedIn",
     "SchemaTooNew",
     "Store",
     "StoreError",

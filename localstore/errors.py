@@ -15,7 +15,3 @@ class NotFound(StoreError):
 
 class SchemaTooNew(StoreError):
     """The store file was written by a newer chatsync than this one."""
-
-
-class NotSignedIn(StoreError):
-    """The operation needs a signed-in user."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from localstore.connection import connect
-from localstore.errors import InvalidRow, NotFound, NotSignedIn
+from localstore.errors import InvalidRow, NotFound
 from localstore.ids import new_id, utc_now
 from localstore.models import MESSAGE_FIELDS, AuthSession, Conversation, Message
 from localstore.transaction import write_transaction
@@ -199,9 +199,3 @@ def _explain(exc: sqlite3.IntegrityError) -> str:
         return "the message's conversation does not exist"
     return text
 
-
-def require_user(store: Store) -> AuthSession:
-    session = store.signed_in()
-    if session is None:
-        raise NotSignedIn("no one is signed in to this store")
-    return session
