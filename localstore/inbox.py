@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from localstore.models import error_text
 from localstore.outbox import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, Kind
 from localstore.transaction import write_transaction
 
@@ -274,7 +275,11 @@ class _Batch:
 
 
 def _same(a: dict[str, Any], b: dict[str, Any], columns: Sequence[str]) -> bool:
-    return all(_value(c, a.get(c)) == _value(c, b.get(c)) for c in columns)
+    if "error_message" in columns and error_text(a.get("error"), a.get("error_message")) != (
+            error_text(b.get("error"), b.get("error_message"))):
+        return False
+    return all(_value(c, a.get(c)) == _value(c, b.get(c)) for c in columns
+               if c != "error_message")
 
 
 def _value(column: str, value: Any) -> Any:

@@ -48,6 +48,7 @@ class Message:
     completion_id: str | None
     timestamp: str
     error: bool
+    error_message: str | None  # the app's error text, when the server has one
     dirty: bool
 
     @classmethod
@@ -62,6 +63,14 @@ def _from_row(cls: type[T], row: Any) -> T:
         if f.type in (bool, "bool"):
             values[f.name] = bool(values[f.name])
     return cls(**values)
+
+
+def error_text(error: Any, error_message: str | None) -> str | None:
+    """The error text a message stands for: the server's `error_message`.
+
+    A flagged message with no text of its own is sent as 'error'; an unflagged one has none.
+    """
+    return (error_message or "error") if error else None
 
 
 # Columns a client may set on a message besides its id, conversation, role and content.
@@ -79,5 +88,6 @@ MESSAGE_FIELDS = frozenset(
         "completion_id",
         "timestamp",
         "error",
+        "error_message",
     }
 )

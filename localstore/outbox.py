@@ -19,7 +19,7 @@ CONVERSATION_COLUMNS = ("id", "user_id", "title", "created_at", "updated_at", "i
 MESSAGE_COLUMNS = (
     "id", "conversation_id", "role", "content", "model", "total_tokens", "input_tokens",
     "output_tokens", "user_message_id", "content_type", "elapsed_time", "completion_id",
-    "timestamp", "error",
+    "timestamp", "error", "error_message",
 )
 
 # SQLite's planner would rather walk all of a user's conversations (by user_id) than the

@@ -57,7 +57,8 @@ _SESSION_COLUMNS = """
 _MESSAGE_COLUMNS = """
     m.session_id AS conversation_id, m.role, m.content, m.model, m.total_tokens,
     m.input_tokens, m.output_tokens, m.user_message_id, m.content_type, m.elapsed_time,
-    m.completion_id, m.message_timestamp AS timestamp, m.error_message IS NOT NULL AS error
+    m.completion_id, m.message_timestamp AS timestamp, m.error_message IS NOT NULL AS error,
+    m.error_message
 """
 
 ALL_CONVERSATIONS = f"""

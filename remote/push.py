@@ -52,7 +52,7 @@ MESSAGES = _Table(
     "message", sql.STAGE_MESSAGES, sql.COPY_MESSAGES, sql.UPSERT_MESSAGES,
     ("id", "conversation_id", "role", "content", "model", "total_tokens", "input_tokens",
      "output_tokens", "user_message_id", "content_type", "elapsed_time", "completion_id",
-     "timestamp", "error", "was_synced"),
+     "timestamp", "error", "error_message", "was_synced"),
     sql.GONE_MESSAGES,
 )
 

@@ -47,24 +47,28 @@ STAGE_MESSAGES = """
 CREATE TEMP TABLE chatsync_stage_messages (
     n int, id text, session_id text, role text, content text, model text, total_tokens text,
     input_tokens text, output_tokens text, user_message_id text, content_type text,
-    elapsed_time text, completion_id text, message_timestamp text, error text, was_synced text
+    elapsed_time text, completion_id text, message_timestamp text, error text, error_message text,
+    was_synced text
 ) ON COMMIT DROP
 """
 COPY_MESSAGES = """
 COPY chatsync_stage_messages (n, id, session_id, role, content, model, total_tokens,
     input_tokens, output_tokens, user_message_id, content_type, elapsed_time, completion_id,
-    message_timestamp, error, was_synced)
+    message_timestamp, error, error_message, was_synced)
 FROM STDIN
 """
-# The app keeps an error's text in error_message; the client has only a flag, so a flag
-# becomes the text 'error', and only the flag is compared.
+# The app keeps an error's text in error_message. The store keeps it too (pulled), beside the
+# flag clients set: a flagged message is sent with its text, or 'error' when it has none, and
+# an unflagged one with none. The text is compared, so a device's edit of the content never
+# replaces the app's text.
 UPSERT_MESSAGES = """
 INSERT INTO public.chat_messages AS m (id, session_id, role, content, model, total_tokens,
     input_tokens, output_tokens, user_message_id, content_type, elapsed_time, completion_id,
     message_timestamp, error_message)
 SELECT id, session_id, role, content, model, total_tokens::int, input_tokens::int,
        output_tokens::int, user_message_id, content_type, elapsed_time::int, completion_id,
-       message_timestamp::timestamptz, CASE WHEN error::boolean THEN 'error' END
+       message_timestamp::timestamptz,
+       CASE WHEN error::boolean THEN coalesce(nullif(error_message, ''), 'error') END
 FROM chatsync_stage_messages AS st
 WHERE n >= %(lo)s AND n < %(hi)s
   AND (was_synced = '0' OR EXISTS (SELECT 1 FROM public.chat_messages AS x WHERE x.id = st.id))
@@ -84,12 +88,12 @@ ON CONFLICT (id) DO UPDATE SET
     error_message = EXCLUDED.error_message
 WHERE (m.session_id, m.role, m.content, m.model, m.total_tokens, m.input_tokens,
        m.output_tokens, m.user_message_id, m.content_type, m.elapsed_time, m.completion_id,
-       m.message_timestamp, m.error_message IS NOT NULL)
+       m.message_timestamp, m.error_message)
       IS DISTINCT FROM
       (EXCLUDED.session_id, EXCLUDED.role, EXCLUDED.content, EXCLUDED.model,
        EXCLUDED.total_tokens, EXCLUDED.input_tokens, EXCLUDED.output_tokens,
        EXCLUDED.user_message_id, EXCLUDED.content_type, EXCLUDED.elapsed_time,
-       EXCLUDED.completion_id, EXCLUDED.message_timestamp, EXCLUDED.error_message IS NOT NULL)
+       EXCLUDED.completion_id, EXCLUDED.message_timestamp, EXCLUDED.error_message)
 RETURNING m.id
 """
 

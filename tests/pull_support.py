@@ -11,6 +11,7 @@ from daemon.engine import SyncEngine
 from daemon.report import SyncReport
 from localstore import Store
 from localstore.inbox import CONVERSATION_COMPARED, MESSAGE_COMPARED, instant
+from localstore.models import error_text
 from remote.pull import iso
 
 
@@ -44,6 +45,13 @@ def _norm(column: str, value: Any) -> Any:
     return value
 
 
+def _effective(row: Any, column: str) -> Any:
+    # The error text a local row stands for on the remote (see models.error_text).
+    if column == "error_message":
+        return error_text(row["error"], row["error_message"])
+    return row[column]
+
+
 def local_view(store: Store) -> dict[str, dict[str, tuple[Any, ...]]]:
     """The client-owned content of a store, comparable across devices and with the remote."""
     conn = store.conn
@@ -52,7 +60,7 @@ def local_view(store: Store) -> dict[str, dict[str, tuple[Any, ...]]]:
         for r in conn.execute("SELECT * FROM conversations WHERE user_id IS NOT NULL")
     }
     msgs = {
-        r["id"]: tuple(_norm(c, r[c]) for c in MESSAGE_COMPARED)
+        r["id"]: tuple(_norm(c, _effective(r, c)) for c in MESSAGE_COMPARED)
         for r in conn.execute(
             "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id "
             "WHERE c.user_id IS NOT NULL"
@@ -66,7 +74,7 @@ REMOTE_MESSAGES = """
 SELECT id, session_id AS conversation_id, role, content, model, coalesce(total_tokens, 0),
        coalesce(input_tokens, 0), coalesce(output_tokens, 0), user_message_id,
        coalesce(content_type, 'text'), coalesce(elapsed_time, 0), completion_id,
-       message_timestamp AS timestamp, (error_message IS NOT NULL)::int AS error
+       message_timestamp AS timestamp, (error_message IS NOT NULL)::int AS error, error_message
 FROM chat_messages
 """
 
