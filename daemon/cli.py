@@ -279,12 +279,13 @@ def _expected_failure(exc: Exception) -> str | None:
 
     from daemon.lock import AlreadyRunning
     from localstore import StoreError
+    from remote.dsn import InvalidDsn
     from remote.errors import explain
     from remote.migrate import MigrationError
 
     if isinstance(exc, control.SocketInUse):
         return f"{exc}; set daemon.socket to run another"
-    if isinstance(exc, AlreadyRunning | StoreError | MigrationError):
+    if isinstance(exc, AlreadyRunning | StoreError | MigrationError | InvalidDsn):
         return str(exc)
     if isinstance(exc, psycopg.Error):
         return explain(exc)

@@ -96,10 +96,13 @@ class ControlServer:
     def __init__(self, path: Path, api: ControlApi) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if path.exists() or path.is_socket():
+        if path.is_socket():
             if ping(path):
                 raise SocketInUse(f"another chatsync daemon already answers on {path}")
             path.unlink()  # left behind by a daemon that died
+        elif path.exists() or path.is_symlink():
+            # Only ever remove a socket: daemon.socket naming a file is a mistake to report.
+            raise SocketInUse(f"{path} exists and is not a socket; chatsync will not remove it")
         # Created 0600 from the start (no window with a wider mode); chmod for certainty.
         old_umask = os.umask(0o177)
         try:
@@ -120,8 +123,9 @@ class ControlServer:
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self.path.is_socket():  # ours, unless someone replaced it meanwhile
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
 
 def client(path: Path, *, read_timeout: float | None = 10.0) -> httpx.Client:

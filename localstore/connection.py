@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 from importlib import resources
 from pathlib import Path
 
@@ -24,7 +27,7 @@ def _decode(raw: bytes) -> str:
 def connect(path: str | Path, *, migrate: bool = True) -> sqlite3.Connection:
     """Open (creating if needed) the store at *path*, migrated to the current schema."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _owner_only(path)
     # isolation_level=None: we issue BEGIN ourselves, so a transaction lasts exactly as long
     # as the code says and a reader never holds a lock by accident.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -37,6 +40,23 @@ def connect(path: str | Path, *, migrate: bool = True) -> sqlite3.Connection:
     if migrate:
         _migrate(conn, path)
     return conn
+
+
+def _owner_only(path: Path) -> None:
+    """Create the store's folder and file readable by their owner only (chats are private).
+
+    SQLite creates the `-wal` and `-shm` files with the main file's mode, so they follow.
+    A store another program created with a wider mode is narrowed when we own it.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            st = file.stat()
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                file.chmod(stat.S_IMODE(st.st_mode) & 0o700)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

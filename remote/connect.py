@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from remote.dsn import InvalidDsn
+
 HAS_AUTHENTICATED_ROLE = "SELECT to_regrole('authenticated') IS NOT NULL"
 # The store's timestamps are UTC; one without a zone must not be read in the server's zone.
 # chatsync.origin marks the change-feed entries this engine writes (see 0004_change_feed).
@@ -30,10 +32,19 @@ def connect(dsn: str, *, application_name: str = "chatsync") -> psycopg.Connecti
     connection, so everything chatsync sets is transaction-local (`SET LOCAL`, `set_config(…,
     true)`) and prepared statements are off.
     """
-    params = conninfo_to_dict(dsn)
+    params = parse_dsn(dsn)
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     params.setdefault("application_name", application_name)
     return psycopg.connect(make_conninfo(**params), autocommit=True, prepare_threshold=None)
+
+
+def parse_dsn(dsn: str) -> dict[str, object]:
+    """libpq's reading of *dsn*; a malformed one raises InvalidDsn, which never quotes it."""
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the text it could not read, which may be the password.
+        raise InvalidDsn(dsn) from None
 
 
 class UserSession:

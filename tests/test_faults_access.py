@@ -5,7 +5,9 @@ RLS refuses every write for another user even when the local store is crafted to
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -150,3 +152,69 @@ def test_rls_refuses_every_crafted_write_for_another_user(
                           ).fetchone()[0] == 1, "Alice's own row did not sync"
     reasons = plain(store_path).execute("SELECT id, reason FROM quarantine").fetchall()
     assert any(r[0] == conv.id and "row-level security" in r[1] for r in reasons), reasons
+
+
+# Malformed DSNs whose libpq parse error would quote the password, and well-formed ones the
+# old masking got wrong (a space, a '?' or a '/' in the password; sslpassword).
+BROKEN_SECRET = "hunZZter2"
+MALFORMED_DSNS = [
+    f"postgresql://u:hun%zz{BROKEN_SECRET}@127.0.0.1:1/app",
+    f"host=127.0.0.1 port=1 password=hun {BROKEN_SECRET} dbname=app",
+    f"host=127.0.0.1 port=1 password='{BROKEN_SECRET}",
+    f"postgresql://u:x?{BROKEN_SECRET}@127.0.0.1:1/app",
+    f"postgresql://u:x/{BROKEN_SECRET}@127.0.0.1:1/app",
+    f"host=127.0.0.1 port=1 sslpassword={BROKEN_SECRET}",
+]
+
+
+@pytest.mark.parametrize("dsn", MALFORMED_DSNS)
+def test_no_secret_from_a_malformed_or_odd_dsn(tmp_path: Path, store_path: Path, dsn: str) -> None:
+    new_user(store_path)
+    with Store(store_path) as s:
+        s.create_conversation("c")
+    config, _ = write_config(tmp_path, store=store_path, dsn=dsn)
+    outputs = []
+    for args in (("sync-now",), ("sync-now", "--json"), ("status",), ("status", "--json"),
+                 ("migrate",)):
+        r = cli(config, *args)
+        outputs.append((args, r.returncode, r.stdout + r.stderr))
+    for args, _code, out in outputs:
+        assert BROKEN_SECRET not in out and "ter2" not in out, (args, out)
+        assert "Traceback" not in out, (args, out)
+    # The failures say what is wrong, in a sentence.
+    failing = [o for o in outputs if o[0][0] in ("sync-now", "migrate")]
+    assert all(code != 0 for _, code, _ in failing)
+
+
+def test_store_and_its_folder_are_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "new-folder" / "chatsync.db"
+    with Store(path) as s:
+        s.create_conversation("private")  # a write, so the -wal and -shm files exist
+        files = [path, path.with_name("chatsync.db-wal"), path.with_name("chatsync.db-shm")]
+        modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert modes == dict.fromkeys(modes, 0o600), modes
+
+
+def test_a_store_made_readable_by_others_is_narrowed(tmp_path: Path) -> None:
+    path = tmp_path / "chatsync.db"
+    with Store(path) as s:
+        s.create_conversation("private")
+    path.chmod(0o644)
+    with Store(path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_socket_setting_naming_a_regular_file_never_deletes_it(
+    tmp_path: Path, store_path: Path, remote_dsn: str
+) -> None:
+    new_user(store_path)
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious")
+    config, _ = write_config(tmp_path, store=store_path, dsn=remote_dsn)
+    config.write_text(re.sub(r"^socket = .*$", f"socket = {json.dumps(str(victim))}",
+                             config.read_text(), flags=re.MULTILINE))
+    r = cli(config, "run", "--watch", "off", timeout=60)
+    assert r.returncode != 0
+    assert "not a socket" in r.stderr, r.stderr
+    assert victim.read_text() == "precious"
