@@ -203,14 +203,40 @@ def retry_quarantined(ctx: _Context) -> None:
 
 
 @cli.command("sign-in")
-@click.argument("user_id")
+@click.argument("user_id", required=False)
 @click.option("--email", default="", help="the account's email")
+@click.option("--password-stdin", is_flag=True,
+              help="read the password from standard input instead of asking")
 @pass_ctx
-def sign_in(ctx: _Context, user_id: str, email: str) -> None:
-    """Sign USER_ID (a UUID) in on this store."""
+def sign_in(ctx: _Context, user_id: str | None, email: str, password_stdin: bool) -> None:
+    """Sign in on this store: as USER_ID (a UUID, direct mode), or with --email and the
+    account's password at the app's auth server (remote.auth_url), for the sync server."""
+    if user_id:
+        with ctx.store() as store:
+            store.sign_in(user_id, email)
+        click.echo(f"signed in as {user_id}")
+        return
+    remote = ctx.config.remote
+    if not email:
+        raise click.UsageError("give USER_ID, or --email to sign in at the auth server")
+    if not (remote.auth_url and remote.anon_key):
+        raise click.UsageError("signing in with a password needs remote.auth_url and "
+                               "remote.anon_key in the configuration")
+    password = (sys.stdin.readline().rstrip("\n") if password_stdin
+                else click.prompt("password", hide_input=True))
+    from daemon.tokens import store_session
+    from remote.auth_client import AuthClient, AuthRefused, AuthUnavailable
+
+    client = AuthClient(remote.auth_url, remote.anon_key)
+    try:
+        tokens = client.sign_in_with_password(email, password)
+    except (AuthRefused, AuthUnavailable) as exc:
+        raise click.ClickException(f"sign-in failed: {exc}") from None
+    finally:
+        client.close()
     with ctx.store() as store:
-        store.sign_in(user_id, email)
-    click.echo(f"signed in as {user_id}")
+        store_session(store.conn, tokens)
+    click.echo(f"signed in as {tokens.user_id} ({tokens.email})")
 
 
 @cli.command("sign-out")

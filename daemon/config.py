@@ -39,8 +39,15 @@ class LocalConfig(_Section):
 
 
 class RemoteConfig(_Section):
-    # "" means the embedded PostgreSQL, kept in the user data dir
+    # "" means the embedded PostgreSQL, kept in the user data dir (direct mode)
     dsn: str = ""
+    # the sync server (`chatsync serve`), e.g. "https://sync.example.com"; when set, the
+    # device holds no database credential and signs in as its user instead of using dsn
+    url: str = ""
+    # the app's auth server (Supabase: "https://<project>.supabase.co/auth/v1") and its
+    # public anon key, for `chatsync sign-in --email` and refreshing the session
+    auth_url: str = ""
+    anon_key: str = ""
 
 
 class SyncConfig(_Section):
