@@ -35,7 +35,7 @@ def devices(tmp_path: Path, remote_dsn: str) -> Iterator[MakeDevice]:
 
 
 def ids(device: Device, table: str) -> set[str]:
-    return {r[0] for r in device.store.conn.execute(f"SELECT id FROM {table}")}  # noqa: S608
+    return {r[0] for r in device.store.conn.execute(f"SELECT id FROM {table}")}
 
 
 def alices_view(remote: psycopg.Connection) -> dict[str, dict]:
