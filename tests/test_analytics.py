@@ -239,3 +239,13 @@ def test_signing_up_in_the_app_creates_the_profile(original_dsn: str) -> None:
             "SELECT email, full_name, usage_stats ? 'last_reset', last_active IS NOT NULL "
             "FROM profiles WHERE id = %s", (ALICE,)).fetchone()
         assert row == ("alice@example.com", "Alice A", True, True)
+
+
+def test_a_message_edit_marks_its_user_active(app_db: psycopg.Connection) -> None:
+    """The app's usage function sets profiles.last_active on every user or assistant
+    message written, whatever changed."""
+    web_message(app_db, "a1", "s1", input=1)
+    last_active = "SELECT last_active FROM profiles WHERE id = %s"
+    before = app_db.execute(last_active, (ALICE,)).fetchone()[0]
+    app_db.execute("UPDATE chat_messages SET content = 'edited' WHERE id = 'a1'")
+    assert app_db.execute(last_active, (ALICE,)).fetchone()[0] > before

@@ -13,6 +13,8 @@
 --   last_activity, as the app's trigger does: the web app orders conversations by
 --   updated_at. One session write per statement, not per row. A re-send that writes no row
 --   fires nothing, so it still writes nothing.
+-- * profiles.last_active is set by every insert and update of a user or assistant message,
+--   as the app's usage function does, also when the message's usage is unchanged.
 -- * Sums are bigint (the counters are bigint since 0005); usage_stats' JSON numbers are
 --   added as numeric. Any int value a message can hold is counted without overflow.
 -- * Tokens and elapsed times below zero (rows written by others; the schema allows them)
@@ -74,7 +76,7 @@ BEGIN
                 coalesce((p.usage_stats ->> 'total_tokens')::numeric, 0) + t.tokens),
         last_active = now()
     FROM per_user AS t
-    WHERE p.id = t.user_id AND (t.messages, t.tokens) <> (0, 0);
+    WHERE p.id = t.user_id;
 END
 $$;
 
@@ -170,18 +172,21 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM new_rows) THEN
         RETURN NULL;
     END IF;
-    -- What each row whose contribution changed contributed before (negated) and now.
-    PERFORM chatsync.apply_usage(coalesce(jsonb_agg(chatsync.message_usage(
-        s.user_id, r.role, r.model, r.input_tokens, r.output_tokens, r.elapsed_time,
-        r.message_timestamp, r.sign)), '[]'::jsonb))
+    -- What each row whose contribution changed contributed before (negated) and now, and
+    -- a zero for the owner of every user or assistant message written (its last_active).
+    PERFORM chatsync.apply_usage(coalesce(jsonb_agg(delta), '[]'::jsonb))
     FROM (
-        SELECT -1 AS sign, o.* FROM old_rows AS o
-        UNION ALL
-        SELECT 1, n.* FROM new_rows AS n
-    ) AS r
-    JOIN public.chat_sessions AS s ON s.id = r.session_id
-    WHERE r.role IN ('user', 'assistant')
-      AND EXISTS (
+        SELECT chatsync.message_usage(
+                   s.user_id, r.role, r.model, r.input_tokens, r.output_tokens,
+                   r.elapsed_time, r.message_timestamp, r.sign) AS delta
+        FROM (
+            SELECT -1 AS sign, o.* FROM old_rows AS o
+            UNION ALL
+            SELECT 1, n.* FROM new_rows AS n
+        ) AS r
+        JOIN public.chat_sessions AS s ON s.id = r.session_id
+        WHERE r.role IN ('user', 'assistant')
+          AND EXISTS (
           SELECT 1 FROM old_rows AS o JOIN new_rows AS n USING (id)
           WHERE o.id = r.id
             AND (o.session_id, o.role, o.model,
@@ -194,7 +199,13 @@ BEGIN
                  greatest(coalesce(n.input_tokens, 0), 0),
                  greatest(coalesce(n.output_tokens, 0), 0),
                  greatest(coalesce(n.elapsed_time, 0), 0),
-                 (n.message_timestamp AT TIME ZONE 'UTC')::date));
+                 (n.message_timestamp AT TIME ZONE 'UTC')::date))
+        UNION ALL
+        SELECT DISTINCT chatsync.message_usage(
+                   s.user_id, 'system', NULL, 0, 0, 0, now(), 0)
+        FROM new_rows AS n JOIN public.chat_sessions AS s ON s.id = n.session_id
+        WHERE n.role IN ('user', 'assistant')
+    ) AS deltas;
 
     PERFORM chatsync.refresh_session_stats(array_agg(DISTINCT session_id), true)
     FROM (SELECT session_id FROM old_rows UNION SELECT session_id FROM new_rows) AS touched;
