@@ -43,35 +43,42 @@ BEGIN
     ON CONFLICT (user_id, kind, id) DO UPDATE
         SET xid = EXCLUDED.xid, origin = EXCLUDED.origin, deleted = false;
 
-    IF EXISTS (SELECT o.user_id, o.id FROM old_rows AS o
-               EXCEPT SELECT n.user_id, n.id FROM new_rows AS n) THEN
-        CREATE TEMPORARY TABLE IF NOT EXISTS chatsync_left_sessions (
-            user_id uuid, id text) ON COMMIT DROP;
-        TRUNCATE chatsync_left_sessions;
-        INSERT INTO chatsync_left_sessions
-        SELECT o.user_id, o.id FROM old_rows AS o
-        EXCEPT SELECT n.user_id, n.id FROM new_rows AS n;
-
-        INSERT INTO chatsync_feed.changes AS f (kind, id, user_id, deleted)
-        SELECT 'conversation', l.id, l.user_id, true FROM chatsync_left_sessions AS l
-        ON CONFLICT (user_id, kind, id) DO UPDATE
-            SET xid = EXCLUDED.xid, origin = EXCLUDED.origin, deleted = true;
-        UPDATE chatsync_feed.changes AS f
-        SET deleted = true, xid = pg_current_xact_id(),
-            origin = nullif(current_setting('chatsync.origin', true), '')
-        FROM chatsync_left_sessions AS l
-        WHERE f.kind = 'message' AND f.user_id = l.user_id AND f.conversation_id = l.id
-          AND NOT f.deleted;
-
-        INSERT INTO chatsync_feed.changes AS f (kind, id, user_id, conversation_id)
-        SELECT 'message', m.id, n.user_id, m.session_id
-        FROM new_rows AS n JOIN public.chat_messages AS m ON m.session_id = n.id
-        WHERE NOT EXISTS (SELECT 1 FROM old_rows AS o
-                          WHERE o.id = n.id AND o.user_id = n.user_id)
-        ON CONFLICT (user_id, kind, id) DO UPDATE
-            SET xid = EXCLUDED.xid, origin = EXCLUDED.origin,
-                conversation_id = EXCLUDED.conversation_id, deleted = false;
+    -- The usual update keeps owner and id: one set difference, and nothing more to do.
+    IF NOT EXISTS (SELECT o.user_id, o.id FROM old_rows AS o
+                   EXCEPT SELECT n.user_id, n.id FROM new_rows AS n) THEN
+        RETURN NULL;
     END IF;
+
+    WITH gone AS (
+        SELECT o.user_id, o.id FROM old_rows AS o
+        EXCEPT SELECT n.user_id, n.id FROM new_rows AS n
+    )
+    INSERT INTO chatsync_feed.changes AS f (kind, id, user_id, deleted)
+    SELECT 'conversation', g.id, g.user_id, true FROM gone AS g
+    ON CONFLICT (user_id, kind, id) DO UPDATE
+        SET xid = EXCLUDED.xid, origin = EXCLUDED.origin, deleted = true;
+
+    WITH gone AS (
+        SELECT o.user_id, o.id FROM old_rows AS o
+        EXCEPT SELECT n.user_id, n.id FROM new_rows AS n
+    )
+    UPDATE chatsync_feed.changes AS f
+    SET deleted = true, xid = pg_current_xact_id(),
+        origin = nullif(current_setting('chatsync.origin', true), '')
+    FROM gone AS g
+    WHERE f.kind = 'message' AND f.user_id = g.user_id AND f.conversation_id = g.id
+      AND NOT f.deleted;
+
+    WITH arrived AS (
+        SELECT n.user_id, n.id FROM new_rows AS n
+        EXCEPT SELECT o.user_id, o.id FROM old_rows AS o
+    )
+    INSERT INTO chatsync_feed.changes AS f (kind, id, user_id, conversation_id)
+    SELECT 'message', m.id, a.user_id, m.session_id
+    FROM arrived AS a JOIN public.chat_messages AS m ON m.session_id = a.id
+    ON CONFLICT (user_id, kind, id) DO UPDATE
+        SET xid = EXCLUDED.xid, origin = EXCLUDED.origin,
+            conversation_id = EXCLUDED.conversation_id, deleted = false;
     RETURN NULL;
 END
 $$;
@@ -120,14 +127,16 @@ BEGIN
         SET xid = EXCLUDED.xid, origin = EXCLUDED.origin,
             conversation_id = EXCLUDED.conversation_id, deleted = false;
 
+    -- (owner, id) pairs before the update that are not there after it: rows that left
+    -- their owner. Both sides hashed once; a plain edit leaves the difference empty.
     INSERT INTO chatsync_feed.changes AS f (kind, id, user_id, conversation_id, deleted)
-    SELECT 'message', gone.id, gone.user_id, gone.session_id, true
-    FROM (SELECT o.id, s.user_id, o.session_id
+    SELECT 'message', gone.id, gone.user_id, o.session_id, true
+    FROM (SELECT s.user_id, o.id
           FROM old_rows AS o JOIN public.chat_sessions AS s ON s.id = o.session_id
-          WHERE NOT EXISTS (
-              SELECT 1 FROM new_rows AS n JOIN public.chat_sessions AS ns
-                                          ON ns.id = n.session_id
-              WHERE n.id = o.id AND ns.user_id = s.user_id)) AS gone
+          EXCEPT
+          SELECT s.user_id, n.id
+          FROM new_rows AS n JOIN public.chat_sessions AS s ON s.id = n.session_id) AS gone
+    JOIN old_rows AS o ON o.id = gone.id
     ON CONFLICT (user_id, kind, id) DO UPDATE
         SET xid = EXCLUDED.xid, origin = EXCLUDED.origin, deleted = true;
     RETURN NULL;
