@@ -8,7 +8,15 @@ already has the web app's tables and triggers:
 
 - `existing-deployments=run`: applied as on a new database;
 - `existing-deployments=skip`: recorded as adopted, never run (the app's own schema);
-- `existing-deployments=opt-in`: applied only when asked (the corrected analytics).
+- `existing-deployments=opt-in`: applied only when the operator opted in (the corrected
+  analytics). The opt-in migrations form one group: on an existing deployment each is
+  applied when `--corrected-analytics` is given, or when an earlier opt-in migration is
+  recorded as applied (the operator opted in before, so later fixes to the corrected
+  analytics follow).
+
+A database is an existing deployment when the app's own schema migration is recorded as
+adopted, or, before that is recorded, when the app's tables are already there. Once
+adopted, always adopted: an opt-in stays an opt-in across any number of runs and versions.
 """
 
 from __future__ import annotations
@@ -23,8 +31,12 @@ import psycopg
 
 Policy = Literal["run", "skip", "opt-in"]
 
-# hashtext('chatsync.migrate'), fixed so every version of chatsync takes the same lock.
+# An arbitrary fixed number, the same in every version of chatsync, so that any two
+# `chatsync migrate` (of whatever version) serialize on it.
 MIGRATION_LOCK = 7_305_118_042
+# The migration that creates the app's own tables: recorded 'adopted' on an existing
+# deployment, 'applied' on a database chatsync created.
+APP_SCHEMA_VERSION = 2
 
 BOOTSTRAP = """
 CREATE SCHEMA IF NOT EXISTS chatsync;
@@ -36,7 +48,7 @@ CREATE TABLE IF NOT EXISTS chatsync.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
-APPLIED = "SELECT version FROM chatsync.schema_migrations"
+APPLIED = "SELECT version, outcome FROM chatsync.schema_migrations"
 RECORD = """
 INSERT INTO chatsync.schema_migrations (version, name, checksum, outcome)
 VALUES (%(version)s, %(name)s, %(checksum)s, %(outcome)s)
@@ -89,14 +101,15 @@ def migrate(conn: psycopg.Connection, *, corrected_analytics: bool = False) -> l
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute(BOOTSTRAP)
-        done = {row[0] for row in conn.execute(APPLIED)}
-        pending = [m for m in migrations() if m.version not in done]
-        # An existing deployment: the app's tables are there, but chatsync never made them.
-        existing = 2 not in done and bool(conn.execute(HAS_APP_TABLES).fetchone()[0])
+        done: dict[int, str] = dict(conn.execute(APPLIED).fetchall())
+        available = migrations()
+        pending = [m for m in available if m.version not in done]
+        existing = _is_existing_deployment(conn, done)
+        opted_in = corrected_analytics or _opted_in_before(available, done)
         for m in pending:
             if existing and m.policy == "skip":
                 action = "adopted"
-            elif existing and m.policy == "opt-in" and not corrected_analytics:
+            elif existing and m.policy == "opt-in" and not opted_in:
                 outcomes.append(Outcome(m.version, m.name, "left for --corrected-analytics"))
                 continue
             else:
@@ -114,3 +127,17 @@ def migrate(conn: psycopg.Connection, *, corrected_analytics: bool = False) -> l
             )
             outcomes.append(Outcome(m.version, m.name, action))  # type: ignore[arg-type]
     return outcomes
+
+
+def _is_existing_deployment(conn: psycopg.Connection, done: dict[int, str]) -> bool:
+    """The app's tables were there before chatsync: recorded so, or seen now."""
+    if APP_SCHEMA_VERSION in done:
+        return done[APP_SCHEMA_VERSION] == "adopted"
+    return bool(conn.execute(HAS_APP_TABLES).fetchone()[0])
+
+
+def _opted_in_before(available: list[Migration], done: dict[int, str]) -> bool:
+    """An opt-in migration was applied already (a `--corrected-analytics` run, or a new
+    database, where every migration applies)."""
+    opt_in = {m.version for m in available if m.policy == "opt-in"}
+    return any(done.get(v) == "applied" for v in opt_in)

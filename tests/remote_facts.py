@@ -42,20 +42,23 @@ def usage(conn: psycopg.Connection) -> dict[str, Any]:
         (str(r[0]), r[1]): {
             "messages_sent": r[2], "messages_received": r[3], "input_tokens": r[4],
             "output_tokens": r[5], "total_tokens": r[6], "models_used": r[7] or {},
-            "sessions_created": r[8],
+            "sessions_created": r[8], "active_minutes": r[9],
         }
         for r in conn.execute(
             "SELECT user_id, usage_date, messages_sent, messages_received, input_tokens, "
-            "output_tokens, total_tokens, models_used, sessions_created FROM user_usage_daily"
+            "output_tokens, total_tokens, models_used, sessions_created, active_minutes"
+            " FROM user_usage_daily"
             # A day whose usage moved away entirely (a message's timestamp changed) keeps a
             # row of zeros; it says the same as no row.
             " WHERE (messages_sent, messages_received, input_tokens, output_tokens,"
-            "        total_tokens, sessions_created) <> (0, 0, 0, 0, 0, 0)"
+            "        total_tokens, sessions_created, active_minutes) <> (0, 0, 0, 0, 0, 0, 0)"
             "    OR models_used <> '{}'"
         )
     }
+    # last_reset: when the app's profile trigger started counting, not a count.
     profiles = {
-        str(r[0]): r[1] for r in conn.execute("SELECT id, usage_stats FROM profiles")
+        str(r[0]): r[1]
+        for r in conn.execute("SELECT id, usage_stats - 'last_reset' FROM profiles")
     }
     summary = {
         str(r[0]): (int(r[1]), int(r[2]), int(r[3]))
@@ -72,34 +75,36 @@ def truth(conn: psycopg.Connection, messages: list[dict[str, Any]],
 
     *messages* and *sessions* are every row that ever reached the remote, in its final
     version (deleting does not refund usage). Only user and assistant messages count; a
-    message counts on the UTC day of its own timestamp.
+    message counts on the UTC day of its own timestamp; tokens below zero count as 0; an
+    assistant message adds its elapsed_time to active_minutes; sessions_created is never
+    counted (as in the app). *sessions* give each conversation's owner.
     """
     owner = {s["id"]: s["user_id"] for s in sessions}
     daily: dict[tuple[str, Any], dict[str, Any]] = defaultdict(lambda: {
         "messages_sent": 0, "messages_received": 0, "input_tokens": 0, "output_tokens": 0,
         "total_tokens": 0, "models_used": Counter(), "sessions_created": 0,
+        "active_minutes": 0,
     })
     profiles: dict[str, dict[str, int]] = defaultdict(
         lambda: {"total_messages": 0, "total_tokens": 0, "sessions_created": 0}
     )
-    for s in sessions:
-        day = s["created_at"].date()
-        daily[(s["user_id"], day)]["sessions_created"] += 1
-        profiles[s["user_id"]]["sessions_created"] += 1
     for m in messages:
         if m["role"] not in ("user", "assistant"):
             continue
         user = owner[m["session_id"]]
         d = daily[(user, m["message_timestamp"].date())]
         d["messages_sent" if m["role"] == "user" else "messages_received"] += 1
-        d["input_tokens"] += m["input_tokens"]
-        d["output_tokens"] += m["output_tokens"]
-        d["total_tokens"] += m["input_tokens"] + m["output_tokens"]
+        inp, out = max(m["input_tokens"] or 0, 0), max(m["output_tokens"] or 0, 0)
+        d["input_tokens"] += inp
+        d["output_tokens"] += out
+        d["total_tokens"] += inp + out
+        if m["role"] == "assistant":
+            d["active_minutes"] += max(m["elapsed_time"] or 0, 0)
         if m["model"]:
             d["models_used"][m["model"]] += 1
         p = profiles[user]
         p["total_messages"] += 1
-        p["total_tokens"] += m["input_tokens"] + m["output_tokens"]
+        p["total_tokens"] += inp + out
     today = conn.execute("SELECT current_date").fetchone()[0]
     all_users = {str(r[0]) for r in conn.execute("SELECT id FROM profiles")}
     summary = {}

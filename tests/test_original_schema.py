@@ -84,13 +84,15 @@ def expected_original(conn: psycopg.Connection, store_path: Path) -> dict[str, A
     They count on the day of the sync (current_date), and never count sessions
     (`update_session_stats` passes `false` for session_created).
     """
-    sent = received = inp = out = 0
+    sent = received = inp = out = active = 0
     models: Counter[str] = Counter()
     for m in local_messages(store_path):
         if m["role"] not in ("user", "assistant"):
             continue
         sent += m["role"] == "user"
         received += m["role"] == "assistant"
+        # the app adds an assistant message's elapsed_time to active_minutes
+        active += m["elapsed_time"] if m["role"] == "assistant" else 0
         inp += m["input_tokens"]
         out += m["output_tokens"]
         if m["model"]:
@@ -101,7 +103,7 @@ def expected_original(conn: psycopg.Connection, store_path: Path) -> dict[str, A
             (ALICE, today): {
                 "messages_sent": sent, "messages_received": received, "input_tokens": inp,
                 "output_tokens": out, "total_tokens": inp + out, "models_used": dict(models),
-                "sessions_created": 0,
+                "sessions_created": 0, "active_minutes": active,
             }
         },
         "profiles": {
@@ -270,8 +272,9 @@ def test_corrected_analytics_migration_replaces_the_triggers(
     assert recorded == {1: "applied", 2: "adopted", 3: "applied"}
     assert "on_message_change" not in triggers(original)
     assert {"chatsync_messages_inserted", "chatsync_messages_updated",
-            "chatsync_messages_deleted", "chatsync_sessions_inserted",
-            "on_session_updated"} <= set(triggers(original))
+            "chatsync_messages_deleted", "on_session_updated"} <= set(triggers(original))
+    # sessions_created is not counted, as by the app (0006 drops 0003's trigger)
+    assert "chatsync_sessions_inserted" not in triggers(original)
     assert usage(original) == counted  # migrating recounts nothing
 
     # chatsync finds every row already there: it sends them all and writes nothing

@@ -64,15 +64,16 @@ def apply(store: Store, op: tuple, n: int) -> None:
         _, i, r, inp, out, m, d = op
         store.add_message(convs[i % len(convs)], r, f"text {n}", input_tokens=inp,
                           output_tokens=out, total_tokens=inp + out, model=m,
-                          timestamp=stamp(d, n))
+                          elapsed_time=out, timestamp=stamp(d, n))
     elif kind == "delete_conversation" and convs:
         store.delete_conversation(convs[op[1] % len(convs)])
     elif msgs and kind in {"set_tokens", "edit_content", "move_day", "change_role_model",
                            "delete_message"}:
         target = msgs[op[1] % len(msgs)]
         if kind == "set_tokens":
+            # elapsed_time moves with the output: active_minutes follow every change
             store.update_message(target, input_tokens=op[2], output_tokens=op[3],
-                                 total_tokens=op[2] + op[3])
+                                 total_tokens=op[2] + op[3], elapsed_time=op[3])
         elif kind == "edit_content":
             store.update_message(target, content=f"edited {n}")
         elif kind == "move_day":

@@ -8,8 +8,12 @@
 -- and the tests load this file many times, so role creation is guarded.
 --
 -- Departures from a real Supabase project, all about the platform rather than the app:
---   * `auth` holds only uid(); there is no auth.users, so profiles.id has no foreign key to
---     it (in Supabase it references auth.users(id)). A test "signs up" by inserting a profile.
+--   * `auth.users` holds only what the app's sign-up trigger reads (id, email,
+--     raw_user_meta_data). Inserting a row there "signs up": the app's trigger creates the
+--     profile. profiles.id has no foreign key to it (in Supabase it references
+--     auth.users(id)), so a test may also sign up by inserting a profile directly.
+--   * The app's activity log (user_activity_log, log_user_activity) is left out: the
+--     sign-up trigger's log entry is not modelled.
 --   * `authenticated` is created if missing; the connecting user is made a member so that
 --     `SET ROLE authenticated` works for a non-superuser, as PostgREST's authenticator is.
 
@@ -46,6 +50,12 @@ LANGUAGE sql STABLE AS $$
     )::uuid
 $$;
 GRANT EXECUTE ON FUNCTION auth.uid() TO authenticated;
+
+CREATE TABLE IF NOT EXISTS auth.users (
+    id                 uuid PRIMARY KEY,
+    email              varchar(255),
+    raw_user_meta_data jsonb DEFAULT '{}'::jsonb
+);
 
 -- ---------------------------------------------------------------------------------------
 -- Tables
@@ -144,6 +154,52 @@ SELECT
 FROM public.profiles p;
 
 -- ---------------------------------------------------------------------------------------
+-- Profiles: the app stamps updated_at on every write, and on insert records when usage
+-- counting started (usage_stats.last_reset). Signing up (a row in auth.users) creates the
+-- profile, named from the OAuth metadata or the e-mail's local part; signing in again
+-- refreshes email, name and avatar and marks the user active.
+-- ---------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION public.update_updated_at_column() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    IF TG_OP = 'INSERT' THEN
+        NEW.usage_stats := NEW.usage_stats || jsonb_build_object('last_reset', now()::text);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER update_profiles_updated_at
+    BEFORE INSERT OR UPDATE ON public.profiles
+    FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+
+CREATE OR REPLACE FUNCTION public.handle_user_profile_sync() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+DECLARE
+    v_name text := coalesce(NEW.raw_user_meta_data ->> 'full_name',
+                            NEW.raw_user_meta_data ->> 'name');
+BEGIN
+    IF EXISTS (SELECT 1 FROM public.profiles WHERE id = NEW.id) THEN
+        UPDATE public.profiles SET
+            email = NEW.email,
+            full_name = coalesce(v_name, full_name, split_part(NEW.email, '@', 1)),
+            avatar_url = coalesce(NEW.raw_user_meta_data ->> 'avatar_url', avatar_url),
+            last_active = now(),
+            updated_at = now()
+        WHERE id = NEW.id;
+    ELSE
+        INSERT INTO public.profiles (id, email, full_name, avatar_url, last_active)
+        VALUES (NEW.id, NEW.email, coalesce(v_name, split_part(NEW.email, '@', 1)),
+                NEW.raw_user_meta_data ->> 'avatar_url', now());
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER on_auth_user_profile_sync
+    AFTER INSERT OR UPDATE ON auth.users
+    FOR EACH ROW EXECUTE FUNCTION public.handle_user_profile_sync();
+
+-- ---------------------------------------------------------------------------------------
 -- Row-level security
 -- ---------------------------------------------------------------------------------------
 ALTER TABLE public.profiles ENABLE ROW LEVEL SECURITY;
@@ -206,7 +262,7 @@ CREATE OR REPLACE FUNCTION public.track_user_usage(
     p_output_tokens     integer DEFAULT 0,
     p_model_used        varchar(100) DEFAULT NULL,
     p_session_created   boolean DEFAULT false,
-    p_generation_ms     bigint DEFAULT 0  -- accepted, as the app's; not stored
+    p_active_minutes    integer DEFAULT 0  -- the app passes an assistant's elapsed_time
 ) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
@@ -216,9 +272,10 @@ DECLARE
 BEGIN
     INSERT INTO public.user_usage_daily AS u (
         user_id, usage_date, messages_sent, messages_received, input_tokens, output_tokens,
-        total_tokens, models_used, sessions_created)
+        total_tokens, models_used, sessions_created, active_minutes)
     VALUES (p_user_id, current_date, p_messages_sent, p_messages_received, p_input_tokens,
-            p_output_tokens, p_input_tokens + p_output_tokens, v_models, v_sessions)
+            p_output_tokens, p_input_tokens + p_output_tokens, v_models, v_sessions,
+            p_active_minutes)
     ON CONFLICT (user_id, usage_date) DO UPDATE SET
         messages_sent = u.messages_sent + EXCLUDED.messages_sent,
         messages_received = u.messages_received + EXCLUDED.messages_received,
@@ -231,6 +288,7 @@ BEGIN
                 p_model_used, coalesce((u.models_used ->> p_model_used)::integer, 0) + 1)
         END,
         sessions_created = u.sessions_created + EXCLUDED.sessions_created,
+        active_minutes = u.active_minutes + EXCLUDED.active_minutes,
         updated_at = now();
 
     UPDATE public.profiles SET
@@ -248,6 +306,10 @@ $$;
 
 -- ---------------------------------------------------------------------------------------
 -- Session statistics (original): per row, on every insert, update and delete of a message
+-- (of any role, whatever changed) the session's statistics are recomputed and its
+-- updated_at and last_activity set to now(). Usage: every insert and update of a user or
+-- assistant message is counted again; an assistant message adds its elapsed_time to
+-- active_minutes; sessions_created is never counted (false is passed).
 -- ---------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION public.update_session_stats() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
@@ -283,7 +345,7 @@ BEGIN
             coalesce(NEW.output_tokens, 0),
             NEW.model,
             false,
-            coalesce(NEW.elapsed_time, 0)
+            CASE WHEN NEW.role = 'assistant' THEN coalesce(NEW.elapsed_time, 0) ELSE 0 END
         );
     END IF;
 
@@ -388,4 +450,4 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION public.sync_user_conversations(uuid, jsonb) TO authenticated;
 GRANT EXECUTE ON FUNCTION public.track_user_usage(
-    uuid, integer, integer, integer, integer, varchar, boolean, bigint) TO authenticated;
+    uuid, integer, integer, integer, integer, varchar, boolean, integer) TO authenticated;
