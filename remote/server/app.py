@@ -83,11 +83,7 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
 
     async def pull(request: Request) -> Response:
         who, body = await _authed(request, verifier, settings, PullRequest)
-        try:
-            return JSONResponse(await _db(handlers.pull_window, pool, who, body))
-        except handlers.BadCursor:
-            raise Problem(422, "invalid", "cursor: not a cursor this server issued",
-                          field="cursor") from None
+        return JSONResponse(await _db(handlers.pull_window, pool, who, body))
 
     async def health(_: Request) -> Response:
         if await run_in_threadpool(db.healthy, pool):

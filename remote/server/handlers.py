@@ -27,10 +27,6 @@ class ServerFault(Exception):
     """The database refused in a way a retry will not fix (logged, not shown in detail)."""
 
 
-class BadCursor(Exception):
-    """The cursor has the right shape but the database cannot read it."""
-
-
 @contextmanager
 def _database() -> Iterator[None]:
     try:
@@ -77,19 +73,14 @@ def _kind_result(result: push.BatchResult) -> dict[str, Any]:
 
 def pull_window(pool: ConnectionPool, who: Identity, req: PullRequest) -> dict[str, Any]:
     """Everything after the cursor, in one snapshot (one response, not paged yet)."""
-    try:
-        with _database(), user_session(pool, who, req.origin) as session, \
-                pull.read_changes(session, req.cursor, page_size=req.page_size) as changes:
-            if changes is None:
-                return {"changed": False, "full": False, "cursor": req.cursor,
-                        "conversations": [], "messages": []}
-            messages = [row for page in changes.messages for row in page]
-            answer = {"changed": True, "full": changes.full, "cursor": changes.horizon,
-                      "conversations": changes.conversations, "messages": messages}
-    except ServerFault as exc:
-        if isinstance(exc.__cause__, psycopg.DataError) and req.cursor is not None:
-            raise BadCursor from exc
-        raise
+    with _database(), user_session(pool, who, req.origin) as session, \
+            pull.read_changes(session, req.cursor, page_size=req.page_size) as changes:
+        if changes is None:
+            return {"changed": False, "full": False, "cursor": req.cursor,
+                    "conversations": [], "messages": []}
+        messages = [row for page in changes.messages for row in page]
+        answer = {"changed": True, "full": changes.full, "cursor": changes.horizon,
+                  "conversations": changes.conversations, "messages": messages}
     metrics.ROWS_PULLED.labels("conversation").inc(len(answer["conversations"]))
     metrics.ROWS_PULLED.labels("message").inc(len(answer["messages"]))
     return answer
