@@ -108,6 +108,14 @@ class ServerConfig(_Section):
             raise ValueError("must be an http(s) URL")
         return value
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        # RFC 7518 §3.2: an HS256 key of fewer than 256 bits is guessable; Supabase's are longer.
+        if 0 < len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (the project's JWT secret)")
+        return value
+
     @property
     def host(self) -> str:
         return self.listen.rpartition(":")[0].strip("[]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -27,21 +28,26 @@ def serve(config: Config, config_path: str | None, workers: int) -> None:
         os.environ["CHATSYNC_SERVER_DSN"] = dsn
     if config_path:
         os.environ["CHATSYNC_CONFIG"] = config_path
-    if workers > 1:
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker is a process: metrics go to files a scrape sums (see metrics.py).
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                              tempfile.mkdtemp(prefix="chatsync-metrics-"))
+        metrics_dir = tempfile.mkdtemp(prefix="chatsync-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     keys = " and ".join(
         k for k, on in (("JWKS " + config.server.jwks_url, bool(config.server.jwks_url)),
                         ("the HS256 secret", bool(config.server.jwt_secret.get_secret_value())))
         if on)
     print(f"chatsync serve: http://{config.server.listen} ({workers} worker(s)), database "
           f"{mask_dsn(dsn)}, tokens checked with {keys}", file=sys.stderr, flush=True)
-    uvicorn.run(
-        FACTORY, factory=True, host=config.server.host, port=config.server.port,
-        workers=workers, log_level=config.daemon.log_level, access_log=False,
-        server_header=False,
-    )
+    try:
+        uvicorn.run(
+            FACTORY, factory=True, host=config.server.host, port=config.server.port,
+            workers=workers, log_level=config.daemon.log_level, access_log=False,
+            server_header=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _embedded(config: Config) -> str:
