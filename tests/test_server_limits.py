@@ -164,3 +164,21 @@ def test_database_down_is_503_with_retry_after(tmp_path: Path) -> None:
         assert "hunter2" not in httpx.get(proc.url + "/metrics").text
     finally:
         proc.stop()
+
+
+def test_a_database_refusal_is_a_500_without_its_text(
+    tmp_path: Path, admin_dsn: str
+) -> None:
+    from tests import pg
+
+    name = pg.create_database(admin_dsn, "chatsync_bare")  # no migrations: no tables
+    proc = ServerProc(tmp_path, pg.dsn_for(admin_dsn, name), secret=HS_SECRET).start()
+    try:
+        answer = proc.post("/v1/push", batch([conversation("c", ALICE)]), hs_token(ALICE))
+        assert answer.status_code == 500
+        assert answer.json() == {"error": "server_error",
+                                 "detail": "the server could not complete the request"}
+        assert "run `chatsync migrate`" in proc.log()  # the operator is told why
+    finally:
+        proc.stop()
+        pg.drop_database(admin_dsn, name)

@@ -163,6 +163,11 @@ async def _db(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     except db.DatabaseDown as exc:
         log.warning("database unavailable: %s", exc)
         raise UNAVAILABLE from None
+    except handlers.ServerFault:
+        raise SERVER_FAULT from None  # logged with its reason by handlers
+
+
+SERVER_FAULT = Problem(500, "server_error", "the server could not complete the request")
 
 
 async def _problem(_: Request, exc: Exception) -> Response:
@@ -172,8 +177,7 @@ async def _problem(_: Request, exc: Exception) -> Response:
 
 async def _unexpected(_: Request, exc: Exception) -> Response:
     log.error("unexpected error answering a request", exc_info=exc)
-    return JSONResponse({"error": "server_error",
-                         "detail": "the server could not complete the request"}, 500)
+    return SERVER_FAULT.response()
 
 
 class Measured:

@@ -40,7 +40,10 @@ def _database() -> Iterator[None]:
 
 def push_batch(pool: ConnectionPool, who: Identity, req: PushRequest) -> dict[str, Any]:
     """Conversations, then messages, then deletions: one transaction each, as direct mode."""
-    answer: dict[str, Any] = {}
+    empty = _kind_result(push.BatchResult())
+    answer: dict[str, Any] = {"conversations": empty, "messages": empty}
+    if not (req.conversations or req.messages or req.deletions):
+        return answer | {"deletions": {"acked": []}}  # nothing to do: no database round trip
     with _database(), user_session(pool, who, req.origin) as session:
         push.ensure_profile(session, who.email)
         for kind, rows, pusher in (
