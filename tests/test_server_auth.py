@@ -227,3 +227,18 @@ def test_serve_with_no_key_refuses_to_start(tmp_path: Path, remote_dsn: str) -> 
     assert "CHATSYNC_SERVER_JWT_SECRET" in done.stderr
     assert "never runs without authentication" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unreachable_jwks_is_a_503_not_a_401(tmp_path: Path, remote_dsn: str) -> None:
+    from tests.daemon_proc import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/auth/v1/.well-known/jwks.json"
+    proc = ServerProc(tmp_path, remote_dsn, jwks_url=url).start()
+    try:
+        token = SigningKey.generate("ES256").sign(claims(ALICE))
+        answer = proc.post("/v1/pull", {}, token)
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+        assert answer.json()["detail"] == "the signing keys cannot be fetched; retry later"
+        assert "cannot read the signing keys" in proc.log()
+    finally:
+        proc.stop()

@@ -72,6 +72,9 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         pool.open(wait=False)  # a database that is down now gives 503s, not a dead server
+        problem = await run_in_threadpool(verifier.warm_up)
+        if problem:  # the auth server may be back soon: say so, answer 503 meanwhile
+            log.warning("%s; requests get 503 until it can", problem)
         try:
             yield
         finally:

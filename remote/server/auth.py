@@ -59,6 +59,16 @@ class Verifier:
         self._issuer = issuer or None
         self._leeway = leeway_s
 
+    def warm_up(self) -> str | None:
+        """Fetch the JWKS now; a sentence for the log when it cannot be read, else None."""
+        if self._jwks is None:
+            return None
+        try:
+            self._jwks.get_jwk_set()
+        except (jwt.PyJWTError, ValueError) as exc:
+            return f"cannot read the signing keys at {self._jwks.uri}: {exc}"
+        return None
+
     def verify(self, authorization: str | None) -> Identity:
         """The user an `Authorization` header proves; raises AuthError or KeysUnavailable.
 
@@ -103,7 +113,7 @@ class Verifier:
                 raise AuthError("kid", "the token names no signing key (kid)")
             try:
                 jwk = self._jwks.get_signing_key(kid)
-            except jwt.PyJWKClientConnectionError as exc:
+            except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:
                 raise KeysUnavailable(str(exc)) from None
             except jwt.PyJWKClientError:
                 raise AuthError("kid", "the token's signing key is not one of the project's")\
