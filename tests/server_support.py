@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from tests.daemon_proc import ROOT, free_port, wait_for
 
@@ -36,12 +36,16 @@ class SigningKey:
 
     @classmethod
     def generate(cls, alg: str, kid: str | None = None) -> SigningKey:
-        private = (ec.generate_private_key(ec.SECP256R1()) if alg == "ES256"
-                   else rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        if alg == "ES256":
+            private: Any = ec.generate_private_key(ec.SECP256R1())
+        elif alg == "EdDSA":
+            private = ed25519.Ed25519PrivateKey.generate()
+        else:
+            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         return cls(alg, kid or f"{alg.lower()}-{uuid.uuid4().hex[:8]}", private)
 
     def jwk(self) -> dict[str, Any]:
-        algo = ECAlgorithm if self.alg == "ES256" else RSAAlgorithm
+        algo = {"ES256": ECAlgorithm, "EdDSA": OKPAlgorithm}.get(self.alg, RSAAlgorithm)
         data = algo.to_jwk(self.private.public_key(), as_dict=True)
         return {**data, "kid": self.kid, "alg": self.alg, "use": "sig"}
 

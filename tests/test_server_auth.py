@@ -32,7 +32,7 @@ from tests.server_support import (
 
 @pytest.fixture
 def jwks() -> Iterator[Jwks]:
-    keys = Jwks([SigningKey.generate("ES256"), SigningKey.generate("RS256")]).start()
+    keys = Jwks([SigningKey.generate(alg) for alg in ("ES256", "RS256", "EdDSA")]).start()
     yield keys
     keys.stop()
 
@@ -84,6 +84,11 @@ ATTACKS: dict[str, tuple[Callable[[Jwks], str | None], str]] = {
     "wrong audience": (lambda k: k.keys[1].sign(claims(ALICE, aud="anon")), "(aud)"),
     "no sub": (lambda k: k.keys[0].sign(claims(None)), "no sub claim"),
     "sub not a user id": (lambda k: k.keys[0].sign(claims("service_role")), "not a user id"),
+    "header injection in alg": (
+        lambda k: _unsigned(claims(ALICE)).replace(
+            _unsigned(claims(ALICE)).split(".")[0],
+            base64.urlsafe_b64encode(b'{"alg": "HS256\\r\\nX-Evil: 1"}').rstrip(b"=").decode()),
+        "HS256??X-Evil:?1 are not accepted"),
     "ES256 key claimed as RS256": (
         lambda k: jwt.encode(claims(ALICE), k.keys[1].private, algorithm="RS256",
                              headers={"kid": k.keys[0].kid}), "does not sign RS256"),
@@ -102,6 +107,7 @@ def test_each_attack_is_refused_with_401_and_a_reason(
             assert answer.json()["error"] == "unauthorized"
             assert reason in answer.json()["detail"], (name, answer.json())
             assert answer.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+            assert "x-evil" not in answer.headers
     for table in ("profiles", "chat_sessions", "chat_messages", "user_usage_daily"):
         assert remote.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
     # The same push with a real token works, by either of the project's keys.
@@ -109,8 +115,8 @@ def test_each_attack_is_refused_with_401_and_a_reason(
         assert server.post("/v1/push", push, key.sign(claims(ALICE))).status_code == 200
     text = httpx.get(server.url + "/metrics").text
     assert 'chatsync_server_auth_failures_total{reason="signature"} 2.0' in text
-    assert 'chatsync_server_requests_total{route="/v1/push",status="401"} 12.0' in text
-    assert 'chatsync_server_requests_total{route="/v1/push",status="200"} 2.0' in text
+    assert 'chatsync_server_requests_total{route="/v1/push",status="401"} 13.0' in text
+    assert 'chatsync_server_requests_total{route="/v1/push",status="200"} 3.0' in text
     assert "chatsync_server_pool_in_use 0.0" in text
     assert "chatsync_server_request_seconds_bucket" in text
     assert ALICE not in text and server.dsn not in text

@@ -99,7 +99,7 @@ class Verifier:
         except jwt.InvalidSignatureError:
             raise AuthError("signature", "the token's signature does not verify") from None
         except jwt.InvalidAlgorithmError:
-            raise AuthError("algorithm", f"tokens signed with {alg!s:.20} are not accepted")\
+            raise AuthError("algorithm", f"tokens signed with {_shown(alg)} are not accepted")\
                 from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise AuthError("invalid", "the token is not valid") from None
@@ -121,9 +121,15 @@ class Verifier:
             # The key's own algorithm only: an RSA key never checks an ES256 token.
             key_alg = jwk.algorithm_name
             if key_alg != alg:
-                raise AuthError("algorithm", f"the key {kid:.40} does not sign {alg}")
+                raise AuthError("algorithm",
+                                f"the key {_shown(kid)} does not sign {_shown(alg)}")
             return jwk.key, [key_alg]
-        raise AuthError("algorithm", f"tokens signed with {alg!s:.20} are not accepted")
+        raise AuthError("algorithm", f"tokens signed with {_shown(alg)} are not accepted")
+
+
+def _shown(value: object) -> str:
+    # Header values come from the attacker: echo a short, header-safe version only.
+    return re.sub(r"[^A-Za-z0-9_.:-]", "?", str(value))[:40]
 
 
 def _bearer(authorization: str | None) -> str:
