@@ -159,7 +159,7 @@ def test_database_down_is_503_with_retry_after(tmp_path: Path) -> None:
             assert answer.status_code == 503, answer.text
             assert answer.headers["retry-after"] == "5"
             assert answer.json() == {"error": "unavailable",
-                                     "detail": "the database is unreachable; retry later"}
+                                     "detail": "the database is unreachable or busy; retry later"}
         assert "hunter2" not in proc.log()
         assert "hunter2" not in httpx.get(proc.url + "/metrics").text
     finally:

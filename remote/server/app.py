@@ -52,7 +52,7 @@ class Problem(Exception):
         return JSONResponse(body, self.status, headers=self.headers)
 
 
-UNAVAILABLE = Problem(503, "unavailable", "the database is unreachable; retry later",
+UNAVAILABLE = Problem(503, "unavailable", "the database is unreachable or busy; retry later",
                       headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
