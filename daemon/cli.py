@@ -173,6 +173,17 @@ def run(ctx: _Context, watch_mode: str) -> None:
     sys.exit(run_daemon(ctx.config, watch_mode=watch_mode))  # type: ignore[arg-type]
 
 
+@cli.command()
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="server processes (each with its own database pool)")
+@pass_ctx
+def serve(ctx: _Context, workers: int) -> None:
+    """Run the HTTP sync server devices sign in to (see [server] in config.toml)."""
+    from remote.server.run import serve as run_server
+
+    run_server(ctx.config, ctx.config_path, workers)
+
+
 @cli.command("install-service")
 @click.option("--print", "print_only", is_flag=True, help="print the unit instead of writing it")
 @pass_ctx

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 APP = "chatsync"
 
@@ -76,11 +76,68 @@ class DaemonConfig(_Section):
         return Path(runtime) / "chatsync.sock"
 
 
+class ServerConfig(_Section):
+    """`chatsync serve`: the HTTP sync server devices talk to instead of the database."""
+
+    # host:port, or [v6-address]:port
+    listen: str = "127.0.0.1:8787"
+    # "" means the embedded PostgreSQL, as for remote.dsn
+    dsn: str = ""
+    # The project's …/auth/v1/.well-known/jwks.json (ES256/RS256/EdDSA keys)
+    jwks_url: str = ""
+    # The legacy shared HS256 secret; set CHATSYNC_SERVER_JWT_SECRET rather than the file.
+    # SecretStr: never shown in a repr, a log line or an error.
+    jwt_secret: SecretStr = SecretStr("")
+    audience: str = "authenticated"
+    # "" = not checked; else tokens must carry exactly this iss
+    issuer: str = ""
+    pool_size: int = Field(10, ge=1, le=1000)
+    # request bodies, compressed and decompressed alike
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # how long a request waits for a database connection before 503
+    pool_timeout_seconds: float = Field(5, gt=0)
+    # an unknown kid refetches the JWKS at most this often (a flood of made-up kids must
+    # not turn into a flood of fetches)
+    jwks_refetch_seconds: float = Field(30, ge=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8787")
+        return value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.lower().startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        # RFC 7518 §3.2: an HS256 key of fewer than 256 bits is guessable; Supabase's are longer.
+        if 0 < len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (the project's JWT secret)")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class Config(_Section):
     local: LocalConfig = LocalConfig()
     remote: RemoteConfig = RemoteConfig()
     sync: SyncConfig = SyncConfig()
     daemon: DaemonConfig = DaemonConfig()
+    server: ServerConfig = ServerConfig()
     source: str = Field("defaults", exclude=True)
 
 
@@ -114,7 +171,7 @@ def load_config(explicit: str | Path | None = None) -> Config:
 def _apply_env(config: Config) -> Config:
     """`CHATSYNC_REMOTE_DSN` and friends override the file (secrets belong in the env)."""
     updates: dict[str, dict[str, Any]] = {}
-    for section in ("local", "remote", "sync", "daemon"):
+    for section in ("local", "remote", "sync", "daemon", "server"):
         model = getattr(config, section)
         for key in type(model).model_fields:
             value = os.environ.get(f"CHATSYNC_{section.upper()}_{key.upper()}")

@@ -1,0 +1,89 @@
+"""What /v1/push and /v1/pull do, as the verified user: the direct mode's own code.
+
+Synchronous (psycopg), called in a worker thread by app.py; see db.py for why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from remote import pull, push
+from remote.errors import explain, is_transient
+from remote.server import metrics
+from remote.server.auth import Identity
+from remote.server.db import DatabaseDown, user_session
+from remote.server.wire import PullRequest, PushRequest, row_dict
+
+log = logging.getLogger(__name__)
+
+
+class ServerFault(Exception):
+    """The database refused in a way a retry will not fix (logged, not shown in detail)."""
+
+
+@contextmanager
+def _database() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        if is_transient(exc):
+            raise DatabaseDown(explain(exc)) from exc
+        log.error("database error: %s", explain(exc))
+        raise ServerFault from exc
+
+
+def push_batch(pool: ConnectionPool, who: Identity, req: PushRequest) -> dict[str, Any]:
+    """Conversations, then messages, then deletions: one transaction each, as direct mode."""
+    empty = _kind_result(push.BatchResult())
+    answer: dict[str, Any] = {"conversations": empty, "messages": empty}
+    if not (req.conversations or req.messages or req.deletions):
+        return answer | {"deletions": {"acked": []}}  # nothing to do: no database round trip
+    with _database(), user_session(pool, who, req.origin) as session:
+        push.ensure_profile(session, who.email)
+        for kind, rows, pusher in (
+            ("conversation", req.conversations, push.push_conversations),
+            ("message", req.messages, push.push_messages),
+        ):
+            result = pusher(session, [row_dict(r) for r in rows]) if rows else push.BatchResult()
+            answer[kind + "s"] = _kind_result(result)
+            metrics.ROWS_PUSHED.labels(kind).inc(len(rows))
+            metrics.ROWS_WRITTEN.labels(kind).inc(result.written)
+            metrics.REFUSALS.labels(kind).inc(len(result.refused))
+        deletions = [d.model_dump() for d in req.deletions]
+        if deletions:
+            # Under row-level security another user's ids match nothing: acknowledged, as in
+            # direct mode, and nothing of theirs is touched.
+            push.push_deletions(session, deletions)
+            metrics.ROWS_PUSHED.labels("deletion").inc(len(deletions))
+    answer["deletions"] = {"acked": deletions}
+    return answer
+
+
+def _kind_result(result: push.BatchResult) -> dict[str, Any]:
+    return {
+        "acked": [{"id": i, "rev": r} for i, r in result.acked],
+        "written": result.written,
+        "refused": [{"id": r.id, "rev": r.rev, "reason": r.reason} for r in result.refused],
+        "gone": list(result.gone),
+    }
+
+
+def pull_window(pool: ConnectionPool, who: Identity, req: PullRequest) -> dict[str, Any]:
+    """Everything after the cursor, in one snapshot (one response, not paged yet)."""
+    with _database(), user_session(pool, who, req.origin) as session, \
+            pull.read_changes(session, req.cursor, page_size=req.page_size) as changes:
+        if changes is None:
+            return {"changed": False, "full": False, "cursor": req.cursor,
+                    "conversations": [], "messages": []}
+        messages = [row for page in changes.messages for row in page]
+        answer = {"changed": True, "full": changes.full, "cursor": changes.horizon,
+                  "conversations": changes.conversations, "messages": messages}
+    metrics.ROWS_PULLED.labels("conversation").inc(len(answer["conversations"]))
+    metrics.ROWS_PULLED.labels("message").inc(len(answer["messages"]))
+    return answer

@@ -1,0 +1,107 @@
+"""The JSON contract between devices and `chatsync serve` (version 1).
+
+pydantic models, because pydantic is already chatsync's validator (config.py) and its
+errors carry the path of the offending field (`messages[3].rev`), which becomes the 422's
+`field`; `model_validate_json` parses and validates in one pass in Rust. The device's HTTP
+transport can build and read these same models.
+
+Rows are the store's: exactly the dicts `localstore.outbox` PENDING_* queries give the push
+code. Column values keep the types SQLite handed over (text, integer, real or null): the
+push code refuses a row it cannot store *per row* (quarantine), so the wire must not turn
+such a row into a 422 for the whole batch. Only the keys the server relies on are typed
+tightly (id, rev, was_synced, kind).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+Value = StrictStr | StrictInt | StrictFloat | None
+RowId = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+Rev = Annotated[StrictInt, Field(ge=0)]
+# 0/1 from SQLite (`synced_rev <> 0`) or a JSON boolean
+WasSynced = Literal[0, 1] | bool
+# The device's store origin (daemon.engine.store_origin): its pushes are marked with it and
+# its pulls skip their echoes. Not a credential: it only affects the caller's own feed.
+Origin = Annotated[StrictStr, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+# pg_current_snapshot() text: xmin:xmax:xip,xip,...
+Cursor = Annotated[StrictStr, Field(pattern=r"^\d{1,20}:\d{1,20}:(\d{1,20}(,\d{1,20})*)?$")]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ConversationRow(_Wire):
+    id: RowId
+    user_id: Value
+    title: Value
+    created_at: Value
+    updated_at: Value
+    is_active: Value
+    was_synced: WasSynced
+    rev: Rev
+
+
+class MessageRow(_Wire):
+    id: RowId
+    conversation_id: Value
+    role: Value
+    content: Value
+    model: Value
+    total_tokens: Value
+    input_tokens: Value
+    output_tokens: Value
+    user_message_id: Value
+    content_type: Value
+    elapsed_time: Value
+    completion_id: Value
+    timestamp: Value
+    error: Value
+    error_message: Value
+    was_synced: WasSynced
+    rev: Rev
+
+
+class DeletionRow(_Wire):
+    kind: Literal["conversation", "message"]
+    id: RowId
+    rev: Rev
+
+
+class PushRequest(_Wire):
+    conversations: list[ConversationRow] = []
+    messages: list[MessageRow] = []
+    deletions: list[DeletionRow] = []
+    origin: Origin | None = None
+
+
+class PullRequest(_Wire):
+    cursor: Cursor | None = None
+    page_size: Annotated[StrictInt, Field(ge=1, le=100_000)] = 5000
+    origin: Origin | None = None
+
+
+def row_dict(row: ConversationRow | MessageRow) -> dict[str, Any]:
+    """The row as the push code takes it (was_synced as 0/1, like SQLite's)."""
+    data = row.model_dump()
+    data["was_synced"] = int(data["was_synced"])
+    return data
+
+
+# Responses are plain dicts built in handlers.py; their shapes:
+#
+# POST /v1/push 200
+#   {"conversations": KindResult, "messages": KindResult,
+#    "deletions": {"acked": [{"kind": "conversation"|"message", "id": str, "rev": int}]}}
+#   KindResult = {"acked": [{"id": str, "rev": int}],   # on the server now: mark synced
+#                 "written": int,                        # rows inserted/updated (rest equal)
+#                 "refused": [{"id": str, "rev": int, "reason": str}],  # quarantine
+#                 "gone": [str]}                         # deleted elsewhere: keep dirty
+# POST /v1/pull 200
+#   {"changed": bool, "full": bool, "cursor": str|null,
+#    "conversations": [row], "messages": [row]}   rows as remote/pull.py yields them
+# Errors (any status >= 400)
+#   {"error": code, "detail": sentence} (+ "field": "messages[3].rev" on 422)
