@@ -28,6 +28,7 @@ a row it cannot hold is held aside, never blocking the sync).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from psycopg.types.string import TextLoader
 
 from localstore.inbox import Applied, Inbox, Resume
 from remote.connect import UserSession
+
+log = logging.getLogger(__name__)
 
 HORIZON = "SELECT pg_current_snapshot()::text AS horizon"
 # Timestamps as text in one known shape (TimeZone is UTC in every chatsync transaction).
@@ -168,6 +171,10 @@ def pull_into(
             if progress is not None:
                 progress("pulled", len(page))
     inbox.finish_pull(user_id, horizon)
+    if result.applied.held:
+        log.warning("%d pulled row(s) cannot be kept in the local store as they are; they are "
+                    "held aside (see `chatsync status`) and the rest was applied",
+                    result.applied.held)
     return result
 
 
