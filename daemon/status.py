@@ -34,9 +34,9 @@ def store_status(store_path: Path, remote_label: str) -> dict[str, Any]:
                 "messages": pending.messages if pending else 0,
                 "deletions": pending.deletions if pending else 0,
                 "oldest_age_s": oldest_age,
-                # dirty messages of a quarantined conversation: sent when it is
-                "waiting_on_quarantine": pending.waiting if pending else 0,
             },
+            # dirty messages of a quarantined conversation: not pending, sent along with it
+            "waiting_on_quarantine": pending.waiting if pending else 0,
             "anonymous_conversations": outbox.anonymous_conversations(),
             "quarantined": [_printable(q) for q in outbox.quarantined()],
             # rows pulled from the remote that the store cannot hold as they are
@@ -92,7 +92,7 @@ def render(data: dict[str, Any], console: Console) -> None:
     )
     if pending["oldest_age_s"] is not None:
         table.add_row("oldest pending", f"{pending['oldest_age_s']:.0f}s ago")
-    waiting = pending.get("waiting_on_quarantine") or 0
+    waiting = data.get("waiting_on_quarantine") or 0
     table.add_row("quarantined", str(len(data["quarantined"])) + (
         f" (+{waiting} messages waiting for their quarantined conversation)" if waiting else ""))
     held = data.get("held") or []

@@ -301,6 +301,20 @@ def test_quarantined_rows_are_not_pending(devices) -> None:
     assert status["pending"]["messages"] == 0 and len(status["quarantined"]) == 1
 
 
+def test_messages_of_a_quarantined_conversation_wait_with_it_not_as_pending(devices) -> None:
+    laptop = devices("laptop")
+    c = hostile(laptop.path)
+    c.execute("INSERT INTO conversations (id, user_id, title) VALUES ('conv_long', ?, ?)",
+              (ALICE, "t" * 300))  # the server's varchar(255) refuses it
+    c.close()
+    laptop.store.add_message("conv_long", "user", "waits with its conversation")
+    assert laptop.sync().quarantined == 1
+    pending = Outbox(laptop.store.conn).pending(ALICE)
+    assert (pending.total, pending.quarantined, pending.waiting) == (0, 1, 1)
+    assert store_status(laptop.path, "remote")["waiting_on_quarantine"] == 1
+    assert laptop.sync().skipped == "nothing to send"
+
+
 def test_quarantine_entries_go_with_a_remote_delete(devices) -> None:
     laptop, desktop = devices("laptop"), devices("desktop")
     conv = laptop.store.create_conversation("c")
