@@ -158,6 +158,31 @@ def test_a_device_edit_keeps_the_apps_error_text(devices, remote: psycopg.Connec
     assert laptop.store.message("msg_failed").error_message == "Message failed"
 
 
+def test_an_empty_error_text_is_pulled_as_it_is(devices, remote: psycopg.Connection) -> None:
+    laptop = devices("laptop")
+    conv = laptop.store.create_conversation("c")
+    laptop.sync()
+    web_message(remote, conv.id, "msg_empty_error", error_message="")
+    laptop.sync()
+    m = laptop.store.message("msg_empty_error")
+    assert (m.error, m.error_message) == (True, "")
+    assert local_view(laptop.store) == remote_view(text_times(remote))
+
+
+@pytest.mark.xfail(strict=True, reason="push side: remote/statements.py sends an empty error "
+                   "text as 'error' (coalesce(nullif(error_message, ''), 'error'))")
+def test_a_device_edit_keeps_an_empty_error_text(devices, remote: psycopg.Connection) -> None:
+    laptop = devices("laptop")
+    conv = laptop.store.create_conversation("c")
+    laptop.sync()
+    web_message(remote, conv.id, "msg_empty_error", error_message="")
+    laptop.sync()
+    laptop.store.update_message("msg_empty_error", content="edited")
+    laptop.sync()
+    assert remote.execute("SELECT error_message FROM chat_messages "
+                          "WHERE id = 'msg_empty_error'").fetchone() == ("",)
+
+
 # --- item 12 (a): an interrupted first pull resumes -------------------------------------
 
 
