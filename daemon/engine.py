@@ -127,6 +127,7 @@ class SyncEngine:
         # Pull before push: remote deletes and edits meet the local ones here, where the
         # conflict policy (localstore/inbox.py) decides, and only then is anything sent.
         self._pull(user_id, email, report)
+        self.outbox.quarantine_orphans()  # fid-local: messages with no conversation, shown
         upto = self.outbox.last_rev()
         if self.outbox.pending(user_id).total == 0:
             report.skipped = "nothing to send"
@@ -182,9 +183,10 @@ class SyncEngine:
         self.outbox.quarantine(result.refused)
         for refusal in result.refused:
             log.warning("quarantined %s %s: %s", kind, refusal.id, refusal.reason)
-        if result.gone:
-            log.info("%d %s(s) deleted on the server meanwhile were not sent again; the next "
-                     "pull removes them here", len(result.gone), kind)
+        if result.gone:  # fid-local: deleted elsewhere; apply the delete now
+            Inbox(self.local).apply_gone(kind, result.gone)
+            log.info("%d %s(s) deleted on the server meanwhile were not sent again and "
+                     "are removed here", len(result.gone), kind)
         counts.sent += len(page)
         counts.written += result.written
         counts.quarantined += len(result.refused)

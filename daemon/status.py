@@ -35,8 +35,12 @@ def store_status(store_path: Path, remote_label: str) -> dict[str, Any]:
                 "deletions": pending.deletions if pending else 0,
                 "oldest_age_s": oldest_age,
             },
+            # dirty messages of a quarantined conversation: not pending, sent along with it
+            "waiting_on_quarantine": pending.waiting if pending else 0,
             "anonymous_conversations": outbox.anonymous_conversations(),
-            "quarantined": outbox.quarantined(),
+            "quarantined": [_printable(q) for q in outbox.quarantined()],
+            # rows pulled from the remote that the store cannot hold as they are
+            "held": [_printable(h) for h in Inbox(store.conn).held()],
             # conflicts the pull resolved, by resolution (see localstore/inbox.py)
             "conflicts": Inbox(store.conn).conflict_counts(),
         }
@@ -88,7 +92,12 @@ def render(data: dict[str, Any], console: Console) -> None:
     )
     if pending["oldest_age_s"] is not None:
         table.add_row("oldest pending", f"{pending['oldest_age_s']:.0f}s ago")
-    table.add_row("quarantined", str(len(data["quarantined"])))
+    waiting = data.get("waiting_on_quarantine") or 0
+    table.add_row("quarantined", str(len(data["quarantined"])) + (
+        f" (+{waiting} messages waiting for their quarantined conversation)" if waiting else ""))
+    held = data.get("held") or []
+    table.add_row("held (pulled)", f"{len(held)} remote row(s) this store cannot hold"
+                  if held else "0")
     if daemon:
         last = daemon.get("last_sync")
         if last:
@@ -104,3 +113,12 @@ def render(data: dict[str, Any], console: Console) -> None:
     console.print(table)
     for q in data["quarantined"]:
         console.print(f"  {q['kind']} {q['id']}: {q['reason']}", markup=False)
+    for h in held:
+        console.print(f"  held {h['kind']} {h['id']}: {h['reason']}", markup=False)
+
+
+def _printable(row: dict[str, Any]) -> dict[str, Any]:
+    # An id that is not UTF-8 (read with lone surrogates) cannot be printed or sent as
+    # JSON text: show its undecodable bytes as \xNN escapes.
+    return {k: v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            if isinstance(v, str) else v for k, v in row.items()}

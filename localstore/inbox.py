@@ -19,6 +19,14 @@ based on (`sync_base`: the row as it was when last in agreement with the remote,
 triggers when a client first changes a clean row), so the echo of our own push, or the
 server refreshing a conversation's statistics, is not one. Each conflict is recorded in
 `conflicts` with both versions, so nothing is lost silently.
+
+A pulled row the store cannot hold (the server's schema accepts more than the store's
+checks: negative token counts, 'infinity' timestamps, ids longer than 255 characters…) never
+blocks a sync: when a batch is refused, its rows are written one by one under savepoints,
+and each one the store's own constraints refuse goes to `held_rows` with the constraint's
+reason and the row as pulled. The rest applies and the cursor advances. A held row is
+retried when the remote row changes (the pull brings it again), when its conversation
+arrives (a message held for want of it), and is dropped when the row is deleted remotely.
 """
 
 from __future__ import annotations
@@ -61,6 +69,25 @@ SET_BASE = "INSERT OR REPLACE INTO sync_base (kind, id, version) VALUES (?, ?, ?
 DROP_BASE = "DELETE FROM sync_base WHERE kind = ? AND id = ?"
 DROP_TOMBSTONE = "DELETE FROM tombstones WHERE kind = ? AND id = ?"
 DROP_QUARANTINE = "DELETE FROM quarantine WHERE kind = ? AND id = ?"
+# A conversation deleted remotely takes its messages with it (the cascade runs with the
+# triggers off): their quarantine and held entries go too.
+DROP_MESSAGE_QUARANTINE = """
+DELETE FROM quarantine WHERE kind = 'message'
+  AND id IN (SELECT id FROM messages WHERE conversation_id = ?)
+"""
+DROP_HELD = "DELETE FROM held_rows WHERE kind = ? AND " + _IDS
+DROP_HELD_MESSAGES_OF = "DELETE FROM held_rows WHERE kind = 'message' AND conversation_id = ?"
+HOLD = """
+INSERT OR REPLACE INTO held_rows (kind, id, conversation_id, reason, remote_version)
+VALUES (:kind, :id, :conversation_id, :reason, :remote_version)
+"""
+HELD_CONVERSATIONS = "SELECT id, reason FROM held_rows WHERE kind = 'conversation' AND " + _IDS
+HELD_MESSAGES_OF = """
+SELECT remote_version FROM held_rows
+WHERE kind = 'message' AND conversation_id IN (SELECT value FROM json_each(?))
+"""
+HELD_ROWS = "SELECT kind, id, conversation_id, reason, at FROM held_rows ORDER BY at, kind, id"
+TOMBSTONED_CONVERSATIONS = "SELECT id FROM tombstones WHERE kind = 'conversation' AND " + _IDS
 HAS_DIRTY_MESSAGES = (
     "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND rev > synced_rev)"
 )
@@ -72,6 +99,11 @@ RECORD_CONFLICT = """
 INSERT INTO conflicts (kind, id, resolution, local_version, remote_version)
 VALUES (?, ?, ?, ?, ?)
 """
+GET_RESUME = "SELECT horizon, after_message_id FROM pull_resume WHERE user_id = ?"
+SET_RESUME = """
+INSERT OR REPLACE INTO pull_resume (user_id, horizon, after_message_id) VALUES (?, ?, ?)
+"""
+DROP_RESUME = "DELETE FROM pull_resume WHERE user_id = ?"
 CONFLICT_COUNTS = "SELECT resolution, count(*) FROM conflicts GROUP BY resolution"
 UPSERT_STATS = f"""
 INSERT INTO server_conversation_stats (conversation_id, {", ".join(STATS_COLUMNS)})
@@ -118,6 +150,7 @@ class Applied:
     deleted: int = 0
     conflicts: int = 0
     skipped: int = 0  # a message whose conversation is not here (deleted here)
+    held: int = 0  # rows the store cannot hold as they are: in held_rows, with the reason
 
     @property
     def changed(self) -> int:
@@ -129,6 +162,7 @@ class Applied:
         self.deleted += other.deleted
         self.conflicts += other.conflicts
         self.skipped += other.skipped
+        self.held += other.held
 
 
 class Inbox:
@@ -149,13 +183,74 @@ class Inbox:
     def conflict_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self.conn.execute(CONFLICT_COUNTS)}
 
-    def apply_conversations(self, rows: Sequence[dict[str, Any]]) -> Applied:
-        with _applying_remote(self.conn):
-            return _Batch(self.conn, CONVERSATIONS, rows).apply()
+    def held(self) -> list[dict[str, Any]]:
+        """The pulled rows this store could not hold, oldest first, with the reason."""
+        return [dict(r) for r in self.conn.execute(HELD_ROWS)]
 
-    def apply_messages(self, rows: Sequence[dict[str, Any]]) -> Applied:
+    def apply_conversations(
+        self, rows: Sequence[dict[str, Any]], *, resume: Resume | None = None
+    ) -> Applied:
+        """Apply pulled conversations, then retry the messages held for want of them."""
         with _applying_remote(self.conn):
-            return _Batch(self.conn, MESSAGES, rows).apply()
+            batch = _Batch(self.conn, CONVERSATIONS, rows)
+            done = batch.apply()
+            if batch.arrived:
+                waiting = [json.loads(r[0]) for r in self.conn.execute(
+                    HELD_MESSAGES_OF, (json.dumps(batch.arrived),))]
+                if waiting:
+                    done.add(_Batch(self.conn, MESSAGES, waiting).apply())
+            if resume is not None:
+                resume.save(self.conn)
+            return done
+
+    def apply_messages(
+        self, rows: Sequence[dict[str, Any]], *, resume: Resume | None = None
+    ) -> Applied:
+        """Apply pulled messages; *resume* is recorded in the same transaction."""
+        with _applying_remote(self.conn):
+            done = _Batch(self.conn, MESSAGES, rows).apply()
+            if resume is not None:
+                resume.save(self.conn)
+            return done
+
+    def apply_gone(self, kind: Kind, ids: Sequence[str]) -> Applied:
+        """Rows a push found deleted on the server: apply them as remote deletes now.
+
+        Deletion wins, as for a pulled delete: a row edited here records a
+        `deleted-remotely` conflict with its local version. Waiting for the pull's delete
+        instead could wait forever (its feed entry may have been taken over).
+        """
+        rows = [{"id": i, "deleted": 1} for i in ids]
+        if not rows:
+            return Applied()
+        with _applying_remote(self.conn):
+            return _Batch(self.conn, CONVERSATIONS if kind == "conversation" else MESSAGES,
+                          rows).apply()
+
+    # --- resuming an interrupted first pull ---------------------------------------------
+
+    def resume_point(self, user_id: str) -> tuple[str, str | None] | None:
+        """(horizon, last message id applied) of a first pull that was interrupted."""
+        row = self.conn.execute(GET_RESUME, (user_id,)).fetchone()
+        return None if row is None else (str(row[0]), row[1])
+
+    def finish_pull(self, user_id: str, horizon: str) -> None:
+        """Store the cursor and forget any resume point, in one transaction."""
+        with write_transaction(self.conn):
+            self.conn.execute(SET_CURSOR, {"user_id": user_id, "snapshot": horizon})
+            self.conn.execute(DROP_RESUME, (user_id,))
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a first pull stands: saved with each applied page, so a restart goes on."""
+
+    user_id: str
+    horizon: str  # the snapshot of the pull that started it: the cursor once it is done
+    after_message_id: str | None
+
+    def save(self, conn: sqlite3.Connection) -> None:
+        conn.execute(SET_RESUME, (self.user_id, self.horizon, self.after_message_id))
 
 
 class _Batch:
@@ -165,18 +260,28 @@ class _Batch:
         self, conn: sqlite3.Connection, table: _Table, rows: Sequence[dict[str, Any]]
     ) -> None:
         self.conn, self.table, self.rows = conn, table, rows
+        self.by_id = {r["id"]: r for r in rows}
         ids = json.dumps([r["id"] for r in rows])
         sql = LOCAL_ROWS.format(columns=", ".join(table.columns), table=table.name)
         self.local = {r["id"]: dict(r) for r in conn.execute(sql, (ids,))}
         self.tombstoned = {r[0] for r in conn.execute(TOMBSTONED, (table.kind, ids))}
         self.bases = {r[0]: json.loads(r[1]) for r in conn.execute(BASES, (table.kind, ids))}
+        # Every row pulled again is judged afresh: its old held entry goes, and comes back
+        # below only if the store still cannot hold this version.
+        conn.execute(DROP_HELD, (table.kind, ids))
         self.parents: set[str] = set()
+        self.deleted_parents: set[str] = set()
+        self.held_parents: dict[str, str] = {}
         if table is MESSAGES:
             wanted = json.dumps(sorted({r["conversation_id"] for r in rows if not r["deleted"]}))
             self.parents = {r[0] for r in conn.execute(EXISTING_CONVERSATIONS, (wanted,))}
+            self.deleted_parents = {r[0] for r in conn.execute(TOMBSTONED_CONVERSATIONS,
+                                                               (wanted,))}
+            self.held_parents = dict(conn.execute(HELD_CONVERSATIONS, (wanted,)).fetchall())
         self.done = Applied()
         self.inserts: list[dict[str, Any]] = []
         self.updates: list[dict[str, Any]] = []
+        self.arrived: list[str] = []  # conversations inserted by this batch
 
     def apply(self) -> Applied:
         for remote in self.rows:
@@ -187,9 +292,11 @@ class _Batch:
                 self._remote_new(remote)
             else:
                 self._remote_edit(remote, local)
-        self.conn.executemany(self.table.insert(), self.inserts)
-        self.conn.executemany(self.table.update(), self.updates)
+        inserted = self._write(self.table.insert(), self.inserts)
+        self.done.inserted += len(inserted)
+        self.done.updated += len(self._write(self.table.update(), self.updates))
         if self.table is CONVERSATIONS:
+            self.arrived = inserted
             # Not for a conversation deleted here and still tombstoned: it is not local.
             live = json.dumps([r["id"] for r in self.rows if not r["deleted"]])
             present = {r[0] for r in self.conn.execute(EXISTING_CONVERSATIONS, (live,))}
@@ -197,8 +304,47 @@ class _Batch:
             self.conn.executemany(UPSERT_STATS, stats)
         return self.done
 
+    def _write(self, sql: str, rows: list[dict[str, Any]]) -> list[str]:
+        """Write *rows*; those the store refuses are held. Returns the ids written."""
+        if not rows:
+            return []
+        self.conn.execute("SAVEPOINT pulled_batch")
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.IntegrityError:
+            # Some row breaks a constraint: find which, one savepoint per row.
+            self.conn.execute("ROLLBACK TO pulled_batch")
+            self.conn.execute("RELEASE pulled_batch")
+            return [row["id"] for row in rows if self._write_one(sql, row)]
+        self.conn.execute("RELEASE pulled_batch")
+        return [row["id"] for row in rows]
+
+    def _write_one(self, sql: str, row: dict[str, Any]) -> bool:
+        self.conn.execute("SAVEPOINT pulled_row")
+        try:
+            self.conn.execute(sql, row)
+        except sqlite3.IntegrityError as exc:
+            self.conn.execute("ROLLBACK TO pulled_row")
+            self.conn.execute("RELEASE pulled_row")
+            self._hold(self.by_id[row["id"]], _constraint(exc))
+            return False
+        self.conn.execute("RELEASE pulled_row")
+        return True
+
+    def _hold(self, remote: dict[str, Any], reason: str) -> None:
+        self.conn.execute(HOLD, {
+            "kind": self.table.kind, "id": remote["id"],
+            "conversation_id": remote.get("conversation_id"), "reason": reason,
+            "remote_version": json.dumps(remote, default=str),
+        })
+        self.done.held += 1
+
     def _remote_delete(self, row_id: str, local: dict[str, Any] | None) -> None:
         kind = self.table.kind
+        # Whatever was waiting on this row locally goes with it, local copy or not.
+        self.conn.execute(DROP_QUARANTINE, (kind, row_id))
+        if kind == "conversation":
+            self.conn.execute(DROP_HELD_MESSAGES_OF, (row_id,))
         if local is None:
             # Deleted on both sides: nothing left to push.
             self.conn.execute(DROP_TOMBSTONE, (kind, row_id))
@@ -207,12 +353,26 @@ class _Batch:
         if kind == "conversation":
             dirty = dirty or bool(self.conn.execute(HAS_DIRTY_MESSAGES, (row_id,)).fetchone()[0])
             self.conn.execute(DROP_MESSAGE_BASES, (row_id,))
+            self.conn.execute(DROP_MESSAGE_QUARANTINE, (row_id,))
         if dirty:
             self._conflict(row_id, "deleted-remotely", local, None)
         self.conn.execute(self.table.delete(), (row_id,))
         self.conn.execute(DROP_BASE, (kind, row_id))
-        self.conn.execute(DROP_QUARANTINE, (kind, row_id))
         self.done.deleted += 1
+
+    def _orphan(self, remote: dict[str, Any]) -> bool:
+        """A message whose conversation is not here: skipped or held. True if so."""
+        if self.table is not MESSAGES or remote["conversation_id"] in self.parents:
+            return False
+        parent = remote["conversation_id"]
+        if parent in self.deleted_parents:
+            # Deleted here: deletion wins, and the conversation's delete is pushed next.
+            self.done.skipped += 1
+        elif parent in self.held_parents:
+            self._hold(remote, f"its conversation {parent} is held: {self.held_parents[parent]}")
+        else:
+            self._hold(remote, f"its conversation {parent} is not in this store")
+        return True
 
     def _remote_new(self, remote: dict[str, Any]) -> None:
         row_id = remote["id"]
@@ -220,11 +380,9 @@ class _Batch:
             # Deleted here: deletion wins, the tombstone is pushed next.
             self._conflict_unless_base(row_id, "deleted-locally", None, remote)
             return
-        if self.table is MESSAGES and remote["conversation_id"] not in self.parents:
-            self.done.skipped += 1
+        if self._orphan(remote):
             return
         self.inserts.append({c: remote[c] for c in self.table.columns})
-        self.done.inserted += 1
 
     def _remote_edit(self, remote: dict[str, Any], local: dict[str, Any]) -> None:
         row_id, kind = remote["id"], self.table.kind
@@ -232,13 +390,11 @@ class _Batch:
         if _same(local, remote, self.table.compared):
             # Nothing to do; a dirty row stays dirty and its push is a no-op upsert.
             return
-        if self.table is MESSAGES and remote["conversation_id"] not in self.parents:
-            self.done.skipped += 1
+        if self._orphan(remote):
             return
         if not dirty:
             self.updates.append({"id": row_id, **{c: remote[c] for c in self.table.compared}})
             self.conn.execute(DROP_BASE, (kind, row_id))
-            self.done.updated += 1
             return
         # Both changed: the local edit is kept and pushed over the server's version.
         self._conflict_unless_base(row_id, "local-edit-kept", local, remote)
@@ -272,6 +428,18 @@ class _Batch:
             RECORD_CONFLICT, (self.table.kind, row_id, resolution, version(local), version(remote))
         )
         self.done.conflicts += 1
+
+
+def _constraint(exc: sqlite3.IntegrityError) -> str:
+    """The store's reason, as the constraint names it."""
+    text = str(exc)
+    for prefix in ("CHECK constraint failed: ", "NOT NULL constraint failed: "):
+        if text.startswith(prefix):
+            rest = text[len(prefix):]
+            return rest if prefix.startswith("CHECK") else f"{rest} is required"
+    if text.startswith("FOREIGN KEY"):
+        return "its conversation is not in this store"
+    return text
 
 
 def _same(a: dict[str, Any], b: dict[str, Any], columns: Sequence[str]) -> bool:

@@ -69,8 +69,11 @@ def error_text(error: Any, error_message: str | None) -> str | None:
     """The error text a message stands for: the server's `error_message`.
 
     A flagged message with no text of its own is sent as 'error'; an unflagged one has none.
+    An empty text is the app's own (its flag is `error_message IS NOT NULL`): kept as it is.
     """
-    return (error_message or "error") if error else None
+    if not error:
+        return None
+    return "error" if error_message is None else error_message
 
 
 # Columns a client may set on a message besides its id, conversation, role and content.

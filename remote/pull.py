@@ -14,10 +14,21 @@ A transaction in flight at one pull is in that snapshot's list, so its rows are 
 later pull however late it commits; rows committed meanwhile by others are read at once,
 not held back by an unrelated long transaction. A pull with nothing to read costs one small
 indexed query.
+
+A first pull reads messages in id order and records, with each applied page, its snapshot
+and the last id applied (`pull_resume`). Interrupted, it goes on from that id in a new
+snapshot, and ends by storing the *first* snapshot as the cursor: the next pull then reads
+everything changed since the pull began, the rows already applied included.
+
+Timestamps are read as PostgreSQL's text, not decoded into Python datetimes: the app's
+schema accepts 'infinity', years past 9999 and BC dates, which Python cannot represent.
+Those keep PostgreSQL's text, and the store's own checks decide (see localstore/inbox.py:
+a row it cannot hold is held aside, never blocking the sync).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,11 +38,18 @@ from typing import Any
 import psycopg
 from psycopg import IsolationLevel
 from psycopg.rows import dict_row
+from psycopg.types.string import TextLoader
 
-from localstore.inbox import Applied, Inbox
+from localstore.inbox import Applied, Inbox, Resume
 from remote.connect import UserSession
 
+log = logging.getLogger(__name__)
+
 HORIZON = "SELECT pg_current_snapshot()::text AS horizon"
+# Timestamps as text in one known shape (TimeZone is UTC in every chatsync transaction).
+ISO_DATES = "SELECT set_config('DateStyle', 'ISO, YMD', true)"
+TIME_KEYS = frozenset({"created_at", "updated_at", "last_activity", "last_message_timestamp",
+                       "timestamp"})
 
 # Entries of transactions the cursor's snapshot did not see: started at or after its xmax,
 # or in flight when it was taken. Two index scans; the ids are literal parameters so the
@@ -72,10 +90,12 @@ LEFT JOIN public.chat_sessions AS s ON s.id = f.id AND NOT f.deleted
 WHERE f.kind = 'conversation'
 ORDER BY f.id
 """
+# In id order, from after the last id a previous, interrupted first pull applied.
 ALL_MESSAGES = f"""
 SELECT m.id, false AS deleted, {_MESSAGE_COLUMNS}
 FROM public.chat_messages AS m JOIN public.chat_sessions AS s ON s.id = m.session_id
-WHERE s.user_id = %(user_id)s
+WHERE s.user_id = %(user_id)s AND (%(after)s::text IS NULL OR m.id > %(after)s::text)
+ORDER BY m.id
 """
 # Messages this engine pushed itself are skipped: it has them already (a conversation's
 # entry is read even then, since the push changed its server-side statistics).
@@ -87,7 +107,8 @@ WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s
 """
 COUNT_ALL_MESSAGES = """
 SELECT count(*) FROM public.chat_messages AS m
-JOIN public.chat_sessions AS s ON s.id = m.session_id WHERE s.user_id = %(user_id)s
+JOIN public.chat_sessions AS s ON s.id = m.session_id
+WHERE s.user_id = %(user_id)s AND (%(after)s::text IS NULL OR m.id > %(after)s::text)
 """
 COUNT_CHANGED_MESSAGES = f"""
 SELECT count(*) FROM {_UNSEEN} AS f
@@ -123,38 +144,52 @@ def pull_into(
 
     The cursor is written only when something was read, and rows equal to the local ones
     write nothing, so a sync that finds nothing new writes nothing locally (the daemon's
-    file watcher is not woken by its own pulls). An old cursor stays a valid one.
+    file watcher is not woken by its own pulls). An old cursor stays a valid one. A first
+    pull that was interrupted goes on where it stopped (see the module's docstring).
     """
     result = PullResult(Applied())
-    since = inbox.cursor(session.user_id)
-    with read_changes(session, since, page_size=page_size) as changes:
+    user_id = session.user_id
+    since = inbox.cursor(user_id)
+    resumed = inbox.resume_point(user_id) if since is None else None
+    after = resumed[1] if resumed else None
+    with read_changes(session, since, page_size=page_size, after_message_id=after) as changes:
         if changes is None:
             return result
         result.full = changes.full
-        result.applied.add(inbox.apply_conversations(changes.conversations))
+        # The horizon a full pull ends on is the one it began with.
+        horizon = resumed[0] if resumed else changes.horizon
+        resume = Resume(user_id, horizon, after) if changes.full else None
+        result.applied.add(inbox.apply_conversations(changes.conversations, resume=resume))
         result.read += len(changes.conversations)
         if progress is not None:
             progress("pull-total", changes.message_count)
         for page in changes.messages:
-            result.applied.add(inbox.apply_messages(page))
+            if changes.full:
+                resume = Resume(user_id, horizon, page[-1]["id"])
+            result.applied.add(inbox.apply_messages(page, resume=resume))
             result.read += len(page)
             if progress is not None:
                 progress("pulled", len(page))
-        horizon = changes.horizon
-    inbox.set_cursor(session.user_id, horizon)
+    inbox.finish_pull(user_id, horizon)
+    if result.applied.held:
+        log.warning("%d pulled row(s) cannot be kept in the local store as they are; they are "
+                    "held aside (see `chatsync status`) and the rest was applied",
+                    result.applied.held)
     return result
 
 
 @contextmanager
 def read_changes(
-    session: UserSession, since: str | None, *, page_size: int = 5000
+    session: UserSession, since: str | None, *, page_size: int = 5000,
+    after_message_id: str | None = None,
 ) -> Iterator[Changes | None]:
     """Yield what changed since the cursor *since* (None: everything), or None if nothing.
 
     The remote transaction stays open while the caller consumes `messages`, so conversations
-    and messages come from one snapshot.
+    and messages come from one snapshot. A full read starts after *after_message_id*.
     """
-    params: dict[str, Any] = {"user_id": session.user_id, "origin": session.origin}
+    params: dict[str, Any] = {"user_id": session.user_id, "origin": session.origin,
+                              "after": after_message_id}
     if since is not None:  # pg_snapshot text: xmin:xmax:xip,xip,...
         _, xmax, xip = since.split(":")
         params |= {"since_xmax": xmax, "since_xip": [x for x in xip.split(",") if x]}
@@ -188,6 +223,7 @@ def _snapshot(session: UserSession) -> Iterator[psycopg.Connection]:
     conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
     try:
         with session.transaction() as tx:
+            tx.execute(ISO_DATES)
             yield tx
     finally:
         conn.isolation_level, conn.read_only = saved
@@ -195,7 +231,14 @@ def _snapshot(session: UserSession) -> Iterator[psycopg.Connection]:
 
 def _rows(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
+        _timestamps_as_text(cur)
         return [_normalize(r) for r in cur.execute(sql, params)]
+
+
+def _timestamps_as_text(cur: psycopg.Cursor[Any]) -> None:
+    # On this cursor only: Python's datetime cannot hold every timestamptz (±infinity,
+    # years past 9999, BC), and a decoding failure would fail the whole pull.
+    cur.adapters.register_loader("timestamptz", TextLoader)
 
 
 def _pages(
@@ -204,6 +247,7 @@ def _pages(
     # A server-side cursor inside the transaction: a pooler in transaction mode keeps it.
     with conn.cursor(MESSAGE_CURSOR, row_factory=dict_row) as cur:
         cur.itersize = page_size
+        _timestamps_as_text(cur)
         cur.execute(sql, params)
         while page := cur.fetchmany(page_size):
             yield [_normalize(r) for r in page]
@@ -212,8 +256,8 @@ def _pages(
 def _normalize(row: dict[str, Any]) -> dict[str, Any]:
     """Remote values as the local store keeps them: ISO-8601 UTC text, 0/1, defaults."""
     for key, value in row.items():
-        if isinstance(value, datetime):
-            row[key] = iso(value)
+        if key in TIME_KEYS and isinstance(value, str):
+            row[key] = store_time(value)
         elif isinstance(value, bool):
             row[key] = int(value)
     if row["deleted"]:
@@ -232,8 +276,26 @@ def _normalize(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def store_time(text: str) -> str:
+    """PostgreSQL's timestamptz text as the store keeps time (`iso`), when Python can read
+    it; otherwise ('infinity', a year past 9999, a BC date) PostgreSQL's own text."""
+    if text.endswith(" BC"):
+        return text
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return iso(value)
+    except OverflowError:  # only with an offset other than UTC, at the edges of the range
+        return text
+
+
 def iso(value: datetime) -> str:
     """`2025-07-17T06:49:47.703Z`; microseconds only when the value has them."""
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S.%f")
-    return (text[:-3] if value.microsecond % 1000 == 0 else text) + "Z"
+    value = value.astimezone(UTC).replace(tzinfo=None)
+    # isoformat, not strftime: strftime drops the zero-padding of years before 1000.
+    spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+    return value.isoformat(timespec=spec) + "Z"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.string import TextLoader
 
 from daemon.engine import SyncEngine
 from daemon.report import SyncReport
@@ -77,6 +78,15 @@ SELECT id, session_id AS conversation_id, role, content, model, coalesce(total_t
        message_timestamp AS timestamp, (error_message IS NOT NULL)::int AS error, error_message
 FROM chat_messages
 """
+
+
+def text_times(conn: psycopg.Connection) -> psycopg.Connection:
+    """*conn*, reading timestamptz as UTC ISO text: the app's rows may hold 'infinity' or
+    years Python's datetime cannot."""
+    conn.adapters.register_loader("timestamptz", TextLoader)
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET DateStyle = 'ISO, YMD'")
+    return conn
 
 
 def remote_view(conn: psycopg.Connection) -> dict[str, dict[str, tuple[Any, ...]]]:

@@ -8,7 +8,8 @@ exist, ids full of quotes and separators, another user's ids; and a 10 MB messag
 Each row either reaches the remote with exactly its local values or is quarantined with a
 reason; the well-formed rows beside them sync; the sync never fails as a whole and usage
 equals the truth. A message whose conversation does not exist locally cannot be attributed
-to anyone: it is never sent and stays local (it is not the signed-in user's data).
+to anyone: it is never sent and stays local (it is not the signed-in user's data), quarantined
+with a reason naming the missing conversation so that status shows it.
 """
 
 from __future__ import annotations
@@ -209,7 +210,10 @@ def test_hostile_rows_sync_or_are_quarantined(
         for r in rows:
             row = local.execute(LOCAL_MESSAGE, (r["id"],)).fetchone()
             if r["parent"] == "missing":
-                continue  # unattributable: stays local, never sent
+                # unattributable: stays local, never sent, and shown as quarantined
+                assert "conv_missing" in quarantined.get(r["id"], ""), r["id"]
+                assert remote.execute(REMOTE_MESSAGE, (r["id"],)).fetchone() is None
+                continue
             if r["parent"] == "bob":
                 # waits with its quarantined conversation; never lands in Bob's
                 assert remote.execute(REMOTE_MESSAGE, (r["id"],)).fetchone() is None
