@@ -68,7 +68,7 @@ INSERT INTO public.chat_messages AS m (id, session_id, role, content, model, tot
 SELECT id, session_id, role, content, model, total_tokens::int, input_tokens::int,
        output_tokens::int, user_message_id, content_type, elapsed_time::int, completion_id,
        message_timestamp::timestamptz,
-       CASE WHEN error::boolean THEN coalesce(nullif(error_message, ''), 'error') END
+       CASE WHEN error::boolean THEN coalesce(error_message, 'error') END
 FROM chatsync_stage_messages AS st
 WHERE n >= %(lo)s AND n < %(hi)s
   AND (was_synced = '0' OR EXISTS (SELECT 1 FROM public.chat_messages AS x WHERE x.id = st.id))

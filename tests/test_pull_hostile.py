@@ -169,8 +169,6 @@ def test_an_empty_error_text_is_pulled_as_it_is(devices, remote: psycopg.Connect
     assert local_view(laptop.store) == remote_view(text_times(remote))
 
 
-@pytest.mark.xfail(strict=True, reason="push side: remote/statements.py sends an empty error "
-                   "text as 'error' (coalesce(nullif(error_message, ''), 'error'))")
 def test_a_device_edit_keeps_an_empty_error_text(devices, remote: psycopg.Connection) -> None:
     laptop = devices("laptop")
     conv = laptop.store.create_conversation("c")
