@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from remote.connect import CONNECT_TIMEOUT_S, UserSession
+from remote.connect import CONNECT_TIMEOUT_S, UserSession, parse_dsn
 from remote.server.auth import Identity
 from remote.server.metrics import POOL_IN_USE
 
@@ -32,7 +32,7 @@ class DatabaseDown(Exception):
 
 
 def make_pool(dsn: str, size: int, timeout_s: float) -> ConnectionPool:
-    params = conninfo_to_dict(dsn)
+    params = parse_dsn(dsn)  # a malformed DSN is reported without quoting it
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     params.setdefault("application_name", "chatsync-server")
     return ConnectionPool(

@@ -75,15 +75,29 @@ def _kind_result(result: push.BatchResult) -> dict[str, Any]:
 
 
 def pull_window(pool: ConnectionPool, who: Identity, req: PullRequest) -> dict[str, Any]:
-    """Everything after the cursor, in one snapshot (one response, not paged yet)."""
+    """What changed after the cursor, in one snapshot.
+
+    A full pull (no cursor) is paged by message id: each response carries at most
+    `page_size` messages and `more`; the device asks again with `after_message_id`, which is
+    the direct mode's resumable first pull (the device keeps the first page's cursor). An
+    incremental window is answered whole.
+    """
     with _database(), user_session(pool, who, req.origin) as session, \
-            pull.read_changes(session, req.cursor, page_size=req.page_size) as changes:
+            pull.read_changes(session, req.cursor, page_size=req.page_size,
+                              after_message_id=req.after_message_id) as changes:
         if changes is None:
-            return {"changed": False, "full": False, "cursor": req.cursor,
-                    "conversations": [], "messages": []}
-        messages = [row for page in changes.messages for row in page]
+            return {"changed": False, "full": False, "cursor": req.cursor, "more": False,
+                    "message_count": 0, "conversations": [], "messages": []}
+        conversations = [] if req.messages_only else changes.conversations
+        if changes.full:
+            messages = next(changes.messages, [])
+            more = len(messages) == req.page_size
+        else:
+            messages = [row for page in changes.messages for row in page]
+            more = False
         answer = {"changed": True, "full": changes.full, "cursor": changes.horizon,
-                  "conversations": changes.conversations, "messages": messages}
+                  "more": more, "message_count": changes.message_count,
+                  "conversations": conversations, "messages": messages}
     metrics.ROWS_PULLED.labels("conversation").inc(len(answer["conversations"]))
     metrics.ROWS_PULLED.labels("message").inc(len(answer["messages"]))
     return answer

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 Value = StrictStr | StrictInt | StrictFloat | None
-RowId = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+RowId = Annotated[StrictStr, Field(min_length=1, max_length=255)]  # the store limit
 Rev = Annotated[StrictInt, Field(ge=0)]
 # 0/1 from SQLite (`synced_rev <> 0`) or a JSON boolean
 WasSynced = Literal[0, 1] | bool
@@ -82,6 +82,9 @@ class PullRequest(_Wire):
     cursor: Cursor | None = None
     page_size: Annotated[StrictInt, Field(ge=1, le=100_000)] = 5000
     origin: Origin | None = None
+    # a full pull's next page: the messages after this id (see handlers.pull_window)
+    after_message_id: StrictStr | None = None
+    messages_only: bool = False  # the conversations came with the first page
 
 
 def row_dict(row: ConversationRow | MessageRow) -> dict[str, Any]:
@@ -101,7 +104,9 @@ def row_dict(row: ConversationRow | MessageRow) -> dict[str, Any]:
 #                 "refused": [{"id": str, "rev": int, "reason": str}],  # quarantine
 #                 "gone": [str]}                         # deleted elsewhere: keep dirty
 # POST /v1/pull 200
-#   {"changed": bool, "full": bool, "cursor": str|null,
+#   {"changed": bool, "full": bool, "cursor": str|null, "more": bool, "message_count": int,
 #    "conversations": [row], "messages": [row]}   rows as remote/pull.py yields them
+#   A full pull is paged by message id: while "more", ask again with after_message_id (the
+#   last id received) and messages_only; keep the first page's cursor.
 # Errors (any status >= 400)
 #   {"error": code, "detail": sentence} (+ "field": "messages[3].rev" on 422)
