@@ -2,9 +2,15 @@
 what changed here, batch by batch.
 
 Push order: conversations, then their messages, then deletions. Each batch is one remote
-transaction; after it commits, its rows are marked synced compare-and-set, so an edit made
-meanwhile stays dirty. A crash between the commit and the mark re-sends rows that are
-already identical on the remote, which writes and counts nothing.
+transaction. Before its COMMIT the batch is recorded locally as in flight, with the remote
+transaction's id and the versions pushed; after it, its rows are marked synced
+compare-and-set, so an edit made meanwhile stays dirty, with the pushed version as its
+merge base (localstore/inflight.py). A crash between the commit and the mark is resolved
+at the next sync, before its pull, by asking the remote whether that transaction
+committed: the pull then tells another device's edit from our own echo.
+
+`sync()` never raises for an Exception: whatever goes wrong becomes a failed report with
+a sentence, so the daemon's sync loop always goes on.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ from daemon.report import KindCounts, SyncReport
 from localstore import connect as connect_store
 from localstore.ids import utc_now
 from localstore.inbox import Inbox
+from localstore.inflight import Inflight
 from localstore.outbox import Kind, Outbox
 from localstore.store import CLAIM_ANONYMOUS
 from localstore.transaction import write_transaction
 from remote import pull, push
+from remote import statements as remote_sql
 from remote.connect import UserSession
 from remote.connect import connect as connect_remote
-from remote.errors import explain, is_transient
+from remote.errors import UnknownUser, explain, is_transient
 from remote.watchdog import DEFAULT_STALL_S, StallWatchdog
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,7 @@ class SyncEngine:
         self.local = connect_store(self.store_path)
         self._store_identity = _identity(self.store_path)
         self.outbox = Outbox(self.local)
+        self.inflight = Inflight(self.local)
         self._remote: psycopg.Connection | None = None
         # The mark on the change-feed entries this store's pushes write, so that its pulls
         # skip their echoes. It names this very file on this machine: a copy of the store
@@ -91,19 +100,35 @@ class SyncEngine:
             self.disconnect()
             log.warning("sync failed (%s): %s",
                         "will retry" if report.transient else "needs attention", report.error)
+        except UnknownUser as exc:
+            report.error, report.transient = str(exc), False
+            log.warning("sync failed (needs attention): %s", report.error)
         except (sqlite3.Error, StoreFileChanged) as exc:
             # The local file. Busy (a client holds a long write transaction) is temporary;
             # anything else (file replaced, corrupt, disk full) needs a person.
-            if self.local.in_transaction:
-                self.local.execute("ROLLBACK")
+            self._rollback_local()
             report.transient = _local_transient(exc)
             report.error = (f"the local store is busy (another program holds a write lock "
                             f"longer than the busy timeout): {exc}" if report.transient
                             else f"the local store failed: {exc}")
             log.warning("sync failed (%s): %s",
                         "will retry" if report.transient else "needs attention", report.error)
+        except Exception as exc:
+            # A defect or a row nothing foresaw: one failed sync, never a dead sync loop. The
+            # traceback goes to the log for a bug report; the report gets a sentence.
+            log.exception("sync failed on an unexpected error")
+            self._rollback_local()
+            self.disconnect()
+            report.transient = False
+            report.error = (f"chatsync hit an unexpected error ({type(exc).__name__}: "
+                            f"{_one_line(exc)}); nothing was lost, the log has the details")
         report.duration_s = time.perf_counter() - started
         return report
+
+    def _rollback_local(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self.local.in_transaction:
+                self.local.execute("ROLLBACK")
 
     def _check_store_file(self) -> None:
         # Writers who open the path after a replace write to the new file, which this
@@ -124,6 +149,9 @@ class SyncEngine:
         report.user_id = user_id
         if self.outbox.anonymous_conversations():
             report.claimed = self._claim(user_id)
+        # A batch left in flight by a crash is settled first, so that the pull below tells
+        # another device's edit of its rows from the echo of our own push.
+        self._resolve_inflight()
         # Pull before push: remote deletes and edits meet the local ones here, where the
         # conflict policy (localstore/inbox.py) decides, and only then is anything sent.
         self._pull(user_id, email, report)
@@ -153,6 +181,25 @@ class SyncEngine:
             report.deletions.sent += len(page)
             self.on_phase("marked", "deletion")
 
+    def _resolve_inflight(self) -> None:
+        xids = self.inflight.xids()
+        if not xids:
+            return
+        conn = self._connection()
+        for xid in xids:
+            try:
+                status = conn.execute(remote_sql.XACT_STATUS, {"xid": xid}).fetchone()[0]
+            except psycopg.Error as exc:
+                if is_transient(exc):
+                    raise
+                # e.g. "transaction ID is in the future": another server than the one
+                # pushed to. Unknown, so the conservative settle.
+                status = None
+            counts = self.inflight.resolve(xid, status)
+            log.info("a push left in flight (remote transaction %s, %s): %d row(s) marked "
+                     "synced, %d kept to send again", xid, status or "status unknown",
+                     counts["marked"], counts["kept"])
+
     def _pull(self, user_id: str, email: str, report: SyncReport) -> None:
         remote = UserSession(self._connection(), user_id, email, origin=self.origin)
         try:
@@ -177,9 +224,17 @@ class SyncEngine:
     ) -> None:
         self.on_phase("read", kind)
         pusher = push.push_conversations if kind == "conversation" else push.push_messages
-        result = pusher(remote, page, before_commit=lambda: self.on_phase("sent", kind))
+
+        def before_commit(sent: push.BatchResult) -> None:
+            # Written before the remote COMMIT: a crash after it leaves a record to resolve.
+            assert sent.xid is not None
+            self.inflight.record(kind, page, sent.acked, sent.xid)
+            self.on_phase("sent", kind)
+
+        result = pusher(remote, page, before_commit=before_commit)
         self.on_phase("committed", kind)
-        self.outbox.mark_synced(kind, result.acked)
+        if result.xid is not None:
+            self.inflight.settle(kind, page, result.acked, result.xid)
         self.outbox.quarantine(result.refused)
         for refusal in result.refused:
             log.warning("quarantined %s %s: %s", kind, refusal.id, refusal.reason)
@@ -233,6 +288,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _one_line(exc: BaseException) -> str:
+    # The error may quote a value that is not valid UTF-8 (lone surrogates): escape it, so
+    # that printing or logging the sentence cannot fail in turn.
+    text = str(exc).strip().encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.splitlines()[0][:200] if text else "no details"
 
 
 def _local_transient(exc: BaseException) -> bool:

@@ -5,6 +5,15 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors as pgerr
 
+
+class UnknownUser(Exception):
+    """The signed-in user has no account on the server (its profile cannot be created)."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id} does not exist on the server: sign up in the app first")
+        self.user_id = user_id
+
+
 # Connection trouble, server restarts, timeouts, lock or serialization conflicts.
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
 _TRANSIENT_CODES = {"55P03"}  # lock_not_available
@@ -30,6 +39,8 @@ def is_transient(exc: BaseException) -> bool:
 
 def explain(exc: BaseException) -> str:
     """One sentence a person can act on; never includes the DSN or its password."""
+    if isinstance(exc, UnknownUser):
+        return str(exc)
     if isinstance(exc, pgerr.UndefinedTable):
         return (
             "the remote database lacks the app's tables; run `chatsync migrate` "

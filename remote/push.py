@@ -19,7 +19,11 @@ from psycopg import errors as pgerr
 from localstore.outbox import Kind, Refusal
 from remote import statements as sql
 from remote.connect import UserSession
-from remote.errors import is_transient
+from remote.errors import UnknownUser, is_transient
+
+# Called once the batch is written and before the remote COMMIT, with the result so far
+# (acked rows and xid known): the engine records the batch as in flight there.
+BeforeCommit = Callable[["BatchResult"], None]
 
 
 @dataclass(slots=True)
@@ -31,6 +35,9 @@ class BatchResult:
     refused: list[Refusal] = field(default_factory=list)
     # ids deleted on the remote since our last pull: not revived, not acknowledged
     gone: list[str] = field(default_factory=list)
+    # The remote transaction that carried the batch (xid8 as text): after a crash, its
+    # status says whether the acked rows reached the remote (see localstore/inflight.py).
+    xid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,22 +65,33 @@ MESSAGES = _Table(
 
 
 def ensure_profile(session: UserSession, email: str) -> None:
-    """The user's profile row must exist before their conversations can."""
+    """The user's profile row must exist before their conversations can.
+
+    On the app's own schema the sign-up trigger creates it (and profiles.id references
+    auth.users), so an existing profile is left alone; chatsync's standalone schema has no
+    auth.users and the profile is created here. A foreign-key refusal means the server
+    has no such user: `UnknownUser`, a permanent error.
+    """
     with session.transaction() as conn:
-        if conn.execute(sql.PROFILE_EXISTS, {"user_id": session.user_id}).fetchone() is None:
-            conn.execute(sql.CREATE_PROFILE, {"user_id": session.user_id, "email": email})
+        if conn.execute(sql.PROFILE_EXISTS, {"user_id": session.user_id}).fetchone() is not None:
+            return
+        try:
+            with conn.transaction():  # a savepoint, so the refusal can be told apart
+                conn.execute(sql.CREATE_PROFILE, {"user_id": session.user_id, "email": email})
+        except pgerr.ForeignKeyViolation:
+            raise UnknownUser(session.user_id) from None
 
 
 def push_conversations(
     session: UserSession, rows: Sequence[dict[str, Any]], *,
-    before_commit: Callable[[], None] | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> BatchResult:
     return _push(session, SESSIONS, rows, before_commit)
 
 
 def push_messages(
     session: UserSession, rows: Sequence[dict[str, Any]], *,
-    before_commit: Callable[[], None] | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> BatchResult:
     return _push(session, MESSAGES, rows, before_commit)
 
@@ -91,7 +109,7 @@ def push_deletions(session: UserSession, rows: Sequence[dict[str, Any]]) -> None
 
 def _push(
     session: UserSession, table: _Table, rows: Sequence[dict[str, Any]],
-    before_commit: Callable[[], None] | None,
+    before_commit: BeforeCommit | None,
 ) -> BatchResult:
     result = BatchResult()
     staged: list[dict[str, Any]] = []
@@ -115,11 +133,12 @@ def _push(
         _upsert(conn, table, staged, 0, len(staged), written, result.refused)
         if any(r["was_synced"] for r in staged):
             result.gone = sorted(r[0] for r in conn.execute(table.gone))
+        left_out = {r.id for r in result.refused} | set(result.gone)
+        result.acked = [(r["id"], r["rev"]) for r in staged if r["id"] not in left_out]
+        result.written = len(written)
+        result.xid = str(conn.execute(sql.CURRENT_XID).fetchone()[0])
         if before_commit is not None:
-            before_commit()
-    left_out = {r.id for r in result.refused} | set(result.gone)
-    result.acked = [(r["id"], r["rev"]) for r in staged if r["id"] not in left_out]
-    result.written = len(written)
+            before_commit(result)
     return result
 
 
@@ -156,16 +175,29 @@ def refusal_reason(exc: psycopg.Error) -> str:
     return f"refused by the server: {primary}{detail}"
 
 
+# The most tokens one message may claim. The usage analytics add every message's counts into
+# per-user totals: a negative count would lower them and a huge one overflow them. No model
+# comes near this bound in one message.
+MAX_MESSAGE_TOKENS = 100_000_000
+TOKEN_COLUMNS = frozenset({"total_tokens", "input_tokens", "output_tokens"})
+
+
 def unstorable(row: dict[str, Any], columns: Sequence[str]) -> str | None:
     """Why PostgreSQL could not even receive this row, or None.
 
     Another SQLite writer can store text PostgreSQL cannot: NUL characters, or bytes that
-    are not UTF-8 (read here as lone surrogates).
+    are not UTF-8 (read here as lone surrogates). With the store's checks bypassed
+    (`PRAGMA ignore_check_constraints`) it can also store token counts the analytics
+    cannot count.
     """
     for column in columns:
         value = row[column]
         if isinstance(value, bytes):
             return f"{column} is a BLOB, not text"
+        if (column in TOKEN_COLUMNS and isinstance(value, int)
+                and not 0 <= value <= MAX_MESSAGE_TOKENS):
+            return (f"{column} is {value}: a message's token counts must be from 0 to "
+                    f"{MAX_MESSAGE_TOKENS:,} for the usage analytics to count them")
         if not isinstance(value, str):
             continue
         if column in TIMESTAMP_COLUMNS and not _iso_timestamp(value):

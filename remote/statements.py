@@ -15,6 +15,11 @@ INSERT INTO public.profiles (id, email) VALUES (%(user_id)s, %(email)s)
 ON CONFLICT (id) DO NOTHING
 """
 
+# The push transaction's id, read before its COMMIT: pg_xact_status() on it later tells
+# whether the batch reached the remote.
+CURRENT_XID = "SELECT pg_current_xact_id()::text"
+XACT_STATUS = "SELECT pg_xact_status(%(xid)s::xid8)"
+
 STAGE_SESSIONS = """
 CREATE TEMP TABLE chatsync_stage_sessions (
     n int, id text, user_id text, title text, created_at text, updated_at text, is_active text,
