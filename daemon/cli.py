@@ -116,16 +116,12 @@ def sync_now(ctx: _Context, as_json: bool) -> None:
 def _sync_in_process(config: Config) -> SyncReport:
     # No store lock: a daemon may start meanwhile, and concurrent syncs are safe (marks are
     # compare-and-set, re-sends are no-ops).
-    from daemon.engine import SyncEngine
     from daemon.progress import TerminalProgress
-    from daemon.settings import remote_dsn
+    from daemon.settings import make_engine
     from daemon.status import store_status
 
     bar = TerminalProgress(min_rows=config.sync.batch_size)
-    engine = SyncEngine(
-        config.local.resolved_path, remote_dsn(config), batch_size=config.sync.batch_size,
-        progress=bar.advance,
-    )
+    engine = make_engine(config, progress=bar.advance)
     try:
         p = store_status(config.local.resolved_path, "")["pending"]
         bar.begin(p["conversations"] + p["messages"] + p["deletions"])
@@ -146,10 +142,9 @@ def status(ctx: _Context, as_json: bool) -> None:
         data = answer.json()
     else:
         from daemon.status import store_status
-        from remote.dsn import mask_dsn
 
-        remote = mask_dsn(config.remote.dsn) if config.remote.dsn else "embedded"
-        data = {**store_status(config.local.resolved_path, remote), "daemon": None}
+        data = {**store_status(config.local.resolved_path, config.remote.label),
+                "daemon": None}
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -49,6 +49,15 @@ class RemoteConfig(_Section):
     auth_url: str = ""
     anon_key: str = ""
 
+    @property
+    def label(self) -> str:
+        """Which remote, for logs and status: never a password."""
+        from remote.dsn import mask_dsn
+
+        if self.url:
+            return f"sync server {self.url}"
+        return mask_dsn(self.dsn) if self.dsn else "embedded"
+
 
 class SyncConfig(_Section):
     batch_size: int = Field(1000, ge=1, le=100_000)

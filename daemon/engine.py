@@ -28,7 +28,9 @@ from pathlib import Path
 import psycopg
 
 from daemon import faults
+from daemon.pulling import pull_into
 from daemon.report import KindCounts, SyncReport
+from daemon.tokens import SignedOut
 from localstore import connect as connect_store
 from localstore.ids import utc_now
 from localstore.inbox import Inbox
@@ -36,11 +38,11 @@ from localstore.inflight import Inflight
 from localstore.outbox import Kind, Outbox
 from localstore.store import CLAIM_ANONYMOUS
 from localstore.transaction import write_transaction
-from remote import pull, push
-from remote import statements as remote_sql
-from remote.connect import UserSession
-from remote.connect import connect as connect_remote
+from remote import push
+from remote.auth_client import AuthUnavailable
+from remote.dsn import InvalidDsn
 from remote.errors import UnknownUser, explain, is_transient
+from remote.transport import DirectTransport, RemoteUser, Transport, TransportError
 from remote.watchdog import DEFAULT_STALL_S, StallWatchdog
 
 log = logging.getLogger(__name__)
@@ -48,26 +50,31 @@ log = logging.getLogger(__name__)
 # Called at each named phase of a sync: "read", "sent" (before the remote commit),
 # "committed" (before the local mark) and "marked". Tests inject faults through it.
 PhaseHook = Callable[[str, Kind | str], None]
+# Builds the transport on the engine's own store connection (the HTTP transport keeps its
+# session tokens there), given the store's path and origin.
+TransportFactory = Callable[[sqlite3.Connection, Path, str], Transport]
 
 
 class SyncEngine:
     """Keeps one store and one remote database in step, one `sync()` at a time."""
 
     def __init__(
-        self, store_path: str | Path, dsn: str, *, batch_size: int = 1000,
+        self, store_path: str | Path, dsn: str | None = None, *, batch_size: int = 1000,
+        transport: Transport | None = None,
+        transport_factory: TransportFactory | None = None,
         on_phase: PhaseHook | None = None,
         progress: Callable[[str, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         stall_timeout_s: float = DEFAULT_STALL_S,
     ) -> None:
         self.store_path = Path(store_path)
-        self.dsn = dsn
         self.batch_size = batch_size
         # CHATSYNC_FAULT (tests only, see daemon/faults.py) may add a kill at a phase.
         hook = faults.chain(on_phase, faults.from_env()) or (lambda phase, kind: None)
         report_progress = progress or (lambda kind, n: None)
         # A hung remote connection is dropped after stall_timeout_s without progress.
-        self._stall = StallWatchdog(stall_timeout_s, lambda: self._remote)
+        self._stall = StallWatchdog(
+            stall_timeout_s, lambda: getattr(self.transport, "connection", None))
         self.on_phase = lambda phase, kind: (self._stall.touch(), hook(phase, kind))[1]
         self.progress = lambda kind, n: (self._stall.touch(), report_progress(kind, n))[1]
         # Checked between batches: the daemon's SIGTERM stops a long sync at a clean point.
@@ -76,12 +83,18 @@ class SyncEngine:
         self._store_identity = _identity(self.store_path)
         self.outbox = Outbox(self.local)
         self.inflight = Inflight(self.local)
-        self._remote: psycopg.Connection | None = None
         # The mark on the change-feed entries this store's pushes write, so that its pulls
         # skip their echoes. It names this very file on this machine: a copy of the store
         # (a restored backup, a migrated laptop) gets another, so two devices never ignore
         # each other's writes.
         self.origin = store_origin(self.store_path)
+        if transport is None and transport_factory is not None:
+            transport = transport_factory(self.local, self.store_path, self.origin)
+        if transport is None:
+            if not dsn:
+                raise ValueError("SyncEngine needs a dsn or a transport")
+            transport = DirectTransport(dsn, self.origin)
+        self.transport = transport
 
     def close(self) -> None:
         self.disconnect()
@@ -100,8 +113,15 @@ class SyncEngine:
             self.disconnect()
             log.warning("sync failed (%s): %s",
                         "will retry" if report.transient else "needs attention", report.error)
-        except UnknownUser as exc:
+        except (TransportError, AuthUnavailable) as exc:
+            report.error = str(exc)
+            report.transient = isinstance(exc, AuthUnavailable) or exc.transient
+            self.disconnect()
+            log.warning("sync failed (%s): %s",
+                        "will retry" if report.transient else "needs attention", report.error)
+        except (UnknownUser, InvalidDsn, SignedOut) as exc:
             report.error, report.transient = str(exc), False
+            report.signed_out = isinstance(exc, SignedOut)
             log.warning("sync failed (needs attention): %s", report.error)
         except (sqlite3.Error, StoreFileChanged) as exc:
             # The local file. Busy (a client holds a long write transaction) is temporary;
@@ -149,20 +169,22 @@ class SyncEngine:
         report.user_id = user_id
         if self.outbox.anonymous_conversations():
             report.claimed = self._claim(user_id)
+        remote = self.transport.as_user(user_id, email)
         # A batch left in flight by a crash is settled first, so that the pull below tells
         # another device's edit of its rows from the echo of our own push.
-        self._resolve_inflight()
+        self._resolve_inflight(remote)
         # Pull before push: remote deletes and edits meet the local ones here, where the
         # conflict policy (localstore/inbox.py) decides, and only then is anything sent.
-        self._pull(user_id, email, report)
-        self.outbox.quarantine_orphans()  # fid-local: messages with no conversation, shown
+        self._pull(remote, user_id, report)
+        # Messages whose conversation is not in the store are quarantined, so status shows
+        # them instead of their waiting unseen.
+        self.outbox.quarantine_orphans()
         upto = self.outbox.last_rev()
         if self.outbox.pending(user_id).total == 0:
             report.skipped = "nothing to send"
             return
 
-        remote = UserSession(self._connection(), user_id, email, origin=self.origin)
-        push.ensure_profile(remote, email)
+        remote.ensure_profile()
         for page in self.outbox.conversations(user_id, self.batch_size):
             if self._stopping(report):
                 return
@@ -175,36 +197,24 @@ class SyncEngine:
             if self._stopping(report):
                 return
             self.on_phase("read", "deletion")
-            push.push_deletions(remote, page)
+            remote.push_deletions(page)
             self.on_phase("committed", "deletion")
             self.outbox.drop_tombstones((r["kind"], r["id"], r["rev"]) for r in page)
             report.deletions.sent += len(page)
             self.on_phase("marked", "deletion")
 
-    def _resolve_inflight(self) -> None:
-        xids = self.inflight.xids()
-        if not xids:
-            return
-        conn = self._connection()
-        for xid in xids:
-            try:
-                status = conn.execute(remote_sql.XACT_STATUS, {"xid": xid}).fetchone()[0]
-            except psycopg.Error as exc:
-                if is_transient(exc):
-                    raise
-                # e.g. "transaction ID is in the future": another server than the one
-                # pushed to. Unknown, so the conservative settle.
-                status = None
+    def _resolve_inflight(self, remote: RemoteUser) -> None:
+        for xid in self.inflight.xids():
+            status = remote.xact_status(xid) if xid else None
             counts = self.inflight.resolve(xid, status)
             log.info("a push left in flight (remote transaction %s, %s): %d row(s) marked "
-                     "synced, %d kept to send again", xid, status or "status unknown",
-                     counts["marked"], counts["kept"])
+                     "synced, %d kept to send again", xid or "unknown",
+                     status or "status unknown", counts["marked"], counts["kept"])
 
-    def _pull(self, user_id: str, email: str, report: SyncReport) -> None:
-        remote = UserSession(self._connection(), user_id, email, origin=self.origin)
+    def _pull(self, remote: RemoteUser, user_id: str, report: SyncReport) -> None:
         try:
-            result = pull.pull_into(remote, Inbox(self.local),
-                                    page_size=max(self.batch_size, 5000), progress=self.progress)
+            result = pull_into(remote, user_id, Inbox(self.local),
+                               page_size=max(self.batch_size, 5000), progress=self.progress)
         except psycopg.errors.UndefinedTable:
             # A deployment chatsync has not migrated has no change feed: push still works.
             log.warning("not pulling: the remote has no chatsync change feed; "
@@ -212,6 +222,7 @@ class SyncEngine:
             return
         report.pulled = result.applied.changed
         report.conflicts = result.applied.conflicts
+        report.held = result.applied.held
 
     def _stopping(self, report: SyncReport) -> bool:
         if self.should_stop():
@@ -220,10 +231,9 @@ class SyncEngine:
         return False
 
     def _push_page(
-        self, remote: UserSession, kind: Kind, page: list[dict], counts: KindCounts
+        self, remote: RemoteUser, kind: Kind, page: list[dict], counts: KindCounts
     ) -> None:
         self.on_phase("read", kind)
-        pusher = push.push_conversations if kind == "conversation" else push.push_messages
 
         def before_commit(sent: push.BatchResult) -> None:
             # Written before the remote COMMIT: a crash after it leaves a record to resolve.
@@ -231,14 +241,18 @@ class SyncEngine:
             self.inflight.record(kind, page, sent.acked, sent.xid)
             self.on_phase("sent", kind)
 
-        result = pusher(remote, page, before_commit=before_commit)
+        result = remote.push(kind, page, before_commit=before_commit)
         self.on_phase("committed", kind)
         if result.xid is not None:
             self.inflight.settle(kind, page, result.acked, result.xid)
+            # Over HTTP the whole page was recorded before sending: what was not acked
+            # (refused, gone) is not in flight any more.
+            self.inflight.forget(kind, [r.id for r in result.refused] + result.gone,
+                                 result.xid)
         self.outbox.quarantine(result.refused)
         for refusal in result.refused:
             log.warning("quarantined %s %s: %s", kind, refusal.id, refusal.reason)
-        if result.gone:  # fid-local: deleted elsewhere; apply the delete now
+        if result.gone:  # deleted elsewhere since our pull: the delete is applied now
             Inbox(self.local).apply_gone(kind, result.gone)
             log.info("%d %s(s) deleted on the server meanwhile were not sent again and "
                      "are removed here", len(result.gone), kind)
@@ -254,16 +268,9 @@ class SyncEngine:
         log.info("claimed %d signed-out conversation(s) for the signed-in user", claimed)
         return claimed
 
-    def _connection(self) -> psycopg.Connection:
-        if self._remote is None or self._remote.closed:
-            self._remote = connect_remote(self.dsn)
-        return self._remote
-
     def disconnect(self) -> None:
-        """Close the remote connection; the next sync opens a new one."""
-        if self._remote is not None:
-            self._remote.close()
-            self._remote = None
+        """Drop the remote connection; the next sync opens a new one."""
+        self.transport.disconnect()
 
 
 class StoreFileChanged(Exception):

@@ -23,11 +23,13 @@ class SyncReport:
     claimed: int = 0  # anonymous conversations given to the signed-in user
     pulled: int = 0  # remote rows that changed the local store (inserted, updated, deleted)
     conflicts: int = 0  # conflicts the pull resolved (see localstore/inbox.py)
+    held: int = 0  # pulled rows the store could not hold as they are (held_rows)
     duration_s: float = 0.0
     skipped: str | None = None  # why nothing was attempted (signed out, nothing pending)
     stopped: str | None = None  # why the sync ended early, after what the counts say
     error: str | None = None
     transient: bool | None = None  # for an error: worth retrying without a person's help
+    signed_out: bool = False  # the session was refused for good: a person must sign in
 
     @property
     def ok(self) -> bool:

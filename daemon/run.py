@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from daemon import metrics, systemd
+from daemon import metrics, settings, systemd
 from daemon.backoff import Backoff
 from daemon.config import Config
 from daemon.control import ControlServer
@@ -20,10 +20,8 @@ from daemon.progress import TerminalProgress
 from daemon.report import SyncReport
 from daemon.schedule import Schedule
 from daemon.service import SyncService, now_iso
-from daemon.settings import remote_dsn
 from daemon.status import store_status
 from daemon.watch import EditWatcher, WatchMode
-from remote.dsn import mask_dsn
 
 log = logging.getLogger("chatsync")
 
@@ -66,15 +64,14 @@ class Daemon:
             lock.release()
 
     def _serve(self) -> int:
-        dsn = remote_dsn(self.config)
-        self.remote_label = mask_dsn(dsn) if self.config.remote.dsn else "embedded"
+        self.remote_label = self.config.remote.label
         sync_cfg = self.config.sync
         self.bar = TerminalProgress(min_rows=sync_cfg.batch_size)
 
         def make_engine(progress: Callable[[str, int], None],
                         should_stop: Callable[[], bool]) -> SyncEngine:
-            return SyncEngine(self.store_path, dsn, batch_size=sync_cfg.batch_size,
-                              progress=progress, should_stop=should_stop)
+            return settings.make_engine(self.config, progress=progress,
+                                        should_stop=should_stop)
 
         self.service = SyncService(
             make_engine, backoff=Backoff(BACKOFF_BASE_S, sync_cfg.retry_max_seconds),

@@ -1,11 +1,17 @@
-"""From configuration to the things a command needs: the store path and a remote DSN."""
+"""From configuration to the things a command needs: a remote DSN, a sync engine."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+from typing import Any
+
 from daemon.config import Config
+from daemon.engine import SyncEngine
 from remote.connect import connect
 from remote.embedded import embedded_dsn
 from remote.migrate import migrate
+from remote.transport import Transport
 
 
 def remote_dsn(config: Config) -> str:
@@ -16,3 +22,23 @@ def remote_dsn(config: Config) -> str:
     with connect(dsn) as conn:
         migrate(conn)
     return dsn
+
+
+def make_engine(config: Config, **options: Any) -> SyncEngine:
+    """The sync engine the configuration asks for: HTTP with `remote.url`, else direct."""
+    path = config.local.resolved_path
+    batch_size = config.sync.batch_size
+    if not config.remote.url:
+        return SyncEngine(path, remote_dsn(config), batch_size=batch_size, **options)
+
+    def http(conn: sqlite3.Connection, store_path: Path, origin: str) -> Transport:
+        # Imported here: direct mode needs none of it.
+        from daemon.tokens import TokenKeeper
+        from remote.auth_client import AuthClient
+        from remote.http_transport import HttpTransport
+
+        remote = config.remote
+        client = AuthClient(remote.auth_url, remote.anon_key) if remote.auth_url else None
+        return HttpTransport(remote.url, TokenKeeper(conn, store_path, client), origin)
+
+    return SyncEngine(path, transport_factory=http, batch_size=batch_size, **options)

@@ -58,7 +58,7 @@ class TokenKeeper:
     """Hands out a valid access token for the store's signed-in user."""
 
     def __init__(
-        self, conn: sqlite3.Connection, store_path: Path, client: AuthClient, *,
+        self, conn: sqlite3.Connection, store_path: Path, client: AuthClient | None, *,
         margin_s: float = REFRESH_MARGIN_S,
     ) -> None:
         self.conn = conn
@@ -103,6 +103,9 @@ class TokenKeeper:
         if not old:
             raise SignedOut(f"{SIGN_IN_AGAIN}: the access token expired and there is no "
                             "refresh token")
+        if self.client is None:
+            raise SignedOut(f"{SIGN_IN_AGAIN}: the session expired and remote.auth_url is not "
+                            "set, so it cannot be refreshed")
         try:
             tokens = self.client.refresh(old)
         except AuthRefused as exc:

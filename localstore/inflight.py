@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from localstore.inbox import CONVERSATION_COMPARED, MESSAGE_COMPARED
-from localstore.outbox import MARK_CONVERSATION, MARK_MESSAGE, UNQUARANTINE, Kind
+from localstore.outbox import MARK_CONVERSATION, MARK_MESSAGE, UNQUARANTINE, Kind, sql_text
 from localstore.transaction import write_transaction
 
 COMPARED: dict[str, tuple[str, ...]] = {
@@ -40,7 +40,7 @@ VALUES (:kind, :id, :rev, :xid, :version)
 """
 XIDS = "SELECT DISTINCT xid FROM push_inflight ORDER BY xid"
 OF_XID = "SELECT kind, id, rev, version FROM push_inflight WHERE xid = ?"
-FORGET = "DELETE FROM push_inflight WHERE kind = :kind AND id = :id AND xid = :xid"
+FORGET = "DELETE FROM push_inflight WHERE kind = :kind AND id = CAST(:id AS TEXT) AND xid = :xid"
 # The row was edited after the pushed rev: the remote has the pushed rev (never lower what
 # an earlier settle already recorded).
 KNOWN_AT = """
@@ -91,6 +91,13 @@ class Inflight:
                     "version": version_of(kind, by_id[i])} for i, rev in acked]
         with write_transaction(self.conn):
             return self._settle(kind, entries)
+
+    def forget(self, kind: Kind, ids: Iterable[str], xid: str) -> None:
+        """Rows recorded in flight under *xid* that the remote did not take after all."""
+        entries = [{"kind": kind, "id": sql_text(i), "xid": xid} for i in ids]
+        if entries:
+            with write_transaction(self.conn):
+                self.conn.executemany(FORGET, entries)
 
     def xids(self) -> list[str]:
         return [r[0] for r in self.conn.execute(XIDS)]

@@ -19,13 +19,15 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from daemon.pulling import pull_into
 from daemon.status import render, store_status
 from localstore import Store
 from localstore.inbox import Inbox
 from localstore.outbox import Outbox
 from remote.connect import UserSession
 from remote.connect import connect as connect_remote
-from remote.pull import pull_into, store_time
+from remote.pull import store_time
+from remote.transport import DirectUser
 from tests import pg
 from tests.conftest import ALICE, BOB
 from tests.pull_support import Device, dirty_count, local_view, remote_view, text_times
@@ -213,9 +215,9 @@ def test_an_interrupted_first_pull_resumes_where_it_stopped(
                 raise Interrupted
 
     with connect_remote(remote_dsn) as conn:
-        session = UserSession(conn, ALICE)
+        session = DirectUser(UserSession(conn, ALICE), "")
         with pytest.raises(Interrupted):
-            pull_into(session, inbox, page_size=100, progress=stop_after_three)
+            pull_into(session, ALICE, inbox, page_size=100, progress=stop_after_three)
         assert store.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 300
         assert inbox.cursor(ALICE) is None
         # meanwhile: an applied row changes, an applied row is deleted, a new one arrives
@@ -223,7 +225,7 @@ def test_an_interrupted_first_pull_resumes_where_it_stopped(
         remote.execute("DELETE FROM chat_messages WHERE id = 'msg_0006'")
         web_message(remote, conv.id, "msg_0000a", content="new")
         seen: list[tuple[str, int]] = []
-        result = pull_into(session, inbox, page_size=100,
+        result = pull_into(session, ALICE, inbox, page_size=100,
                            progress=lambda kind, n: seen.append((kind, n)))
         assert result.full
         # only the rest: the conversation and the 700 messages after msg_0299 (msg_0000a
@@ -232,12 +234,12 @@ def test_an_interrupted_first_pull_resumes_where_it_stopped(
         assert ("pull-total", 700) in seen
         assert store.conn.execute("SELECT count(*) FROM pull_resume").fetchone()[0] == 0
         # the cursor is the first pull's horizon: the changes made meanwhile come next
-        again = pull_into(session, inbox, page_size=100)
+        again = pull_into(session, ALICE, inbox, page_size=100)
         assert not again.full
         assert store.message("msg_0005").content == "changed"
         assert store.message("msg_0000a").content == "new"
         assert local_view(store) == remote_view(text_times(remote))
-        assert pull_into(session, inbox).read == 0
+        assert pull_into(session, ALICE, inbox).read == 0
     store.close()
 
 

@@ -1,0 +1,65 @@
+"""Applying what the remote changed: read through the transport, applied by the inbox.
+
+The transport (direct or HTTP, see remote/transport.py) only reads; the engine writes the
+store here, so both ways share one conflict policy, one cursor and one resumable first
+pull (see remote/pull.py's docstring for the cursor and the resume).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from localstore.inbox import Applied, Inbox, Resume
+from remote.transport import RemoteUser
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class PullResult:
+    applied: Applied
+    read: int = 0  # remote rows read (echoes of our own pushes included)
+    full: bool = False  # a first pull: everything the user has
+
+
+def pull_into(
+    remote: RemoteUser, user_id: str, inbox: Inbox, *, page_size: int = 5000,
+    progress: Callable[[str, int], None] | None = None,
+) -> PullResult:
+    """Pull what changed since the store's cursor and apply it; then advance the cursor.
+
+    The cursor is written only when something was read, and rows equal to the local ones
+    write nothing, so a sync that finds nothing new writes nothing locally (the daemon's
+    file watcher is not woken by its own pulls). An old cursor stays a valid one. A first
+    pull that was interrupted goes on where it stopped.
+    """
+    result = PullResult(Applied())
+    since = inbox.cursor(user_id)
+    resumed = inbox.resume_point(user_id) if since is None else None
+    after = resumed[1] if resumed else None
+    with remote.read_changes(since, page_size=page_size, after_message_id=after) as changes:
+        if changes is None:
+            return result
+        result.full = changes.full
+        # The horizon a full pull ends on is the one it began with.
+        horizon = resumed[0] if resumed else changes.horizon
+        resume = Resume(user_id, horizon, after) if changes.full else None
+        result.applied.add(inbox.apply_conversations(changes.conversations, resume=resume))
+        result.read += len(changes.conversations)
+        if progress is not None:
+            progress("pull-total", changes.message_count)
+        for page in changes.messages:
+            if changes.full:
+                resume = Resume(user_id, horizon, page[-1]["id"])
+            result.applied.add(inbox.apply_messages(page, resume=resume))
+            result.read += len(page)
+            if progress is not None:
+                progress("pulled", len(page))
+    inbox.finish_pull(user_id, horizon)
+    if result.applied.held:
+        log.warning("%d pulled row(s) cannot be kept in the local store as they are; they are "
+                    "held aside (see `chatsync status`) and the rest was applied",
+                    result.applied.held)
+    return result
