@@ -66,9 +66,11 @@ class SyncEngine:
         progress: Callable[[str, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         stall_timeout_s: float = DEFAULT_STALL_S,
+        pull_page_size: int | None = None,
     ) -> None:
         self.store_path = Path(store_path)
         self.batch_size = batch_size
+        self.pull_page_size = pull_page_size or max(batch_size, 5000)
         # CHATSYNC_FAULT (tests only, see daemon/faults.py) may add a kill at a phase.
         hook = faults.chain(on_phase, faults.from_env()) or (lambda phase, kind: None)
         report_progress = progress or (lambda kind, n: None)
@@ -214,7 +216,7 @@ class SyncEngine:
     def _pull(self, remote: RemoteUser, user_id: str, report: SyncReport) -> None:
         try:
             result = pull_into(remote, user_id, Inbox(self.local),
-                               page_size=max(self.batch_size, 5000), progress=self.progress)
+                               page_size=self.pull_page_size, progress=self.progress)
         except psycopg.errors.UndefinedTable:
             # A deployment chatsync has not migrated has no change feed: push still works.
             log.warning("not pulling: the remote has no chatsync change feed; "
