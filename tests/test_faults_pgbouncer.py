@@ -104,7 +104,7 @@ def bouncer(admin_dsn: str) -> Iterator[int]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-class Crash(Exception):
+class Crash(BaseException):
     pass
 
 

@@ -97,7 +97,14 @@ def test_hs256_secret_and_gzip_both_ways(server: ServerProc) -> None:
                          headers={"Accept-Encoding": "gzip"})
     assert pulled.status_code == 200
     assert pulled.headers["content-encoding"] == "gzip"  # httpx decoded it for us
-    assert len(pulled.json()["messages"]) == 3  # every page of the window
+    page = pulled.json()
+    # A full pull is paged by message id: two, then the rest after the last id received.
+    assert len(page["messages"]) == 2 and page["more"] and page["message_count"] == 3
+    rest = server.post("/v1/pull", {"cursor": None, "page_size": 2, "messages_only": True,
+                                    "after_message_id": page["messages"][-1]["id"]},
+                       hs_token(ALICE)).json()
+    assert rest["conversations"] == [] and not rest["more"]
+    assert [m["id"] for m in page["messages"] + rest["messages"]] == ["m-a1", "m-a2", "m-a3"]
 
 
 def test_pull_gives_the_users_own_rows_and_a_cursor(server: ServerProc) -> None:
@@ -118,7 +125,7 @@ def test_pull_gives_the_users_own_rows_and_a_cursor(server: ServerProc) -> None:
 
     nothing = server.post("/v1/pull", {"cursor": first["cursor"]}, alice).json()
     assert nothing == {"changed": False, "full": False, "cursor": first["cursor"],
-                       "conversations": [], "messages": []}
+                       "more": False, "message_count": 0, "conversations": [], "messages": []}
 
     # Bob's later changes never reach Alice; her own (from another device) do, and the
     # device that pushed them (same origin) skips its own message echoes.

@@ -46,8 +46,8 @@ sync_kind = st.sampled_from(["sync", "sync_and_crash_before_marking", "forget_ac
 rounds = st.lists(st.tuples(writes, sync_kind), min_size=1, max_size=6)
 
 
-class Crash(Exception):
-    pass
+class Crash(BaseException):
+    """A kill between the remote commit and the mark: not an error the engine may catch."""
 
 
 def stamp(d: int, n: int) -> str:
