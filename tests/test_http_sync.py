@@ -194,3 +194,33 @@ def test_server_down_then_back_loses_nothing(
     laptop.sync()
     assert remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0] == 2
     assert usage(remote) == audited_truth(remote)
+
+
+def test_conflicting_edits_and_quarantine_through_the_server(
+    devices: Callable[..., HttpDevice], remote: psycopg.Connection
+) -> None:
+    laptop, desktop = devices("laptop"), devices("desktop")
+    conv = laptop.store.create_conversation("shared")
+    m = laptop.store.add_message(conv.id, "user", "v0")
+    laptop.sync()
+    desktop.sync()
+    laptop.store.update_message(m.id, content="laptop's")
+    desktop.store.update_message(m.id, content="desktop's")
+    laptop.sync()
+    report = desktop.sync()  # both edited: the one that reaches the server last wins
+    assert report.conflicts == 1
+    laptop.sync()
+    assert laptop.store.message(m.id).content == desktop.store.message(m.id).content \
+        == "desktop's"
+    # A row the analytics could not count is quarantined, and the rest goes.
+    raw = sqlite3.connect(desktop.path)
+    raw.execute("PRAGMA ignore_check_constraints = ON")
+    raw.execute("INSERT INTO messages (id, conversation_id, role, content, input_tokens) "
+                "VALUES ('msg-bad', ?, 'user', 'x', -5)", (conv.id,))
+    raw.commit()
+    raw.close()
+    desktop.store.add_message(conv.id, "user", "fine")
+    report = desktop.sync()
+    assert report.messages.quarantined == 1
+    assert remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0] == 2
+    assert usage(remote) == audited_truth(remote)
