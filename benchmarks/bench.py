@@ -20,11 +20,17 @@ embedded pgserver), and its own copy of one generated store (see workload.py):
   sync; the next sync (nothing changed, but it pulls back the feed entries of the first
   one's writes); then after 1 %, 0.1 % and one message changed or added; then nothing
   changed (the in-process figure is the median of 21 such syncs in one process).
+- **chatsync-http**: the same engine through a real `chatsync serve` (one worker, its own
+  fresh database with the full schema, tokens checked with an HS256 secret handed over in
+  CHATSYNC_SERVER_JWT_SECRET) over HTTP, the device holding only an access token: first
+  sync; the next sync; after 1 % changed (the same change as the direct scenario's); then
+  nothing changed (median of 21 in one process). The server's log goes to a file.
 
 Every sync runs in a child process; "peak MB" is that process's `ru_maxrss` (resident set
 high-water mark, interpreter and imports included; "idle MB" is the same before the sync
-starts). "wall s" is measured inside the child around the sync alone (for the endpoint:
-building the client's payload from the store, then the requests). "rows written" is the
+starts; for chatsync-http the device's alone, the server being another process). "wall
+s" is measured inside the child around the sync alone (for the endpoint: building the
+client's payload from the store, then the requests). "rows written" is the
 change in n_tup_ins + n_tup_upd + n_tup_del over the app's four tables, read from
 pg_stat_user_tables once the counters have settled. "usage x truth" is the messages counted
 in user_usage_daily divided by the user/assistant messages actually on the remote (1.00 is
@@ -140,6 +146,7 @@ WHERE xact_start < now() - interval '30 seconds' AND pid <> pg_backend_pid()
   AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
 """
 FLOOR_FETCH = 2_000
+SCENARIOS = ("floor", "baseline", "chatsync", "chatsync-http")
 
 
 # --------------------------------------------------------------------------------------
@@ -153,7 +160,11 @@ def _maxrss_mb() -> float:
 def child_chatsync(store: str, dsn: str, batch_size: int, repeat: int) -> dict[str, Any]:
     from daemon.engine import SyncEngine
 
-    engine = SyncEngine(store, dsn, batch_size=batch_size)
+    return _run_engine(SyncEngine(store, dsn, batch_size=batch_size), repeat)
+
+
+def _run_engine(engine: Any, repeat: int) -> dict[str, Any]:
+    """One timed sync, then *repeat* more that must find nothing to send."""
     idle = _maxrss_mb()
     try:
         started = time.perf_counter()
@@ -175,6 +186,27 @@ def child_chatsync(store: str, dsn: str, batch_size: int, repeat: int) -> dict[s
         "sent": report.sent, "written_reported": report.conversations.written
         + report.messages.written, "quarantined": report.quarantined,
     }
+
+
+def child_chatsync_http(store: str, url: str, batch_size: int, repeat: int) -> dict[str, Any]:
+    """As child_chatsync, through the sync server at *url* with the store's access token."""
+    import logging
+    import sqlite3
+
+    from daemon.engine import SyncEngine
+    from daemon.tokens import TokenKeeper
+    from remote.http_transport import HttpTransport
+    from remote.transport import Transport
+
+    # httpx logs every request at INFO: not in a benchmark's output.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    def http(conn: sqlite3.Connection, store_path: Path, origin: str) -> Transport:
+        # No auth client: the token the parent wrote outlives the scenario, so no refresh.
+        return HttpTransport(url, TokenKeeper(conn, store_path, None), origin)
+
+    return _run_engine(SyncEngine(store, transport_factory=http, batch_size=batch_size),
+                       repeat)
 
 
 def child_baseline(store: str, dsn: str) -> dict[str, Any]:
@@ -227,6 +259,8 @@ def child_floor(store: str, dsn: str) -> dict[str, Any]:
 def run_child(args: argparse.Namespace) -> int:
     if args.child == "chatsync":
         out = child_chatsync(args.store, args.target, args.batch_size, args.repeat)
+    elif args.child == "chatsync-http":
+        out = child_chatsync_http(args.store, args.target, args.batch_size, args.repeat)
     elif args.child == "baseline":
         out = child_baseline(args.store, args.target)
     else:
@@ -336,13 +370,15 @@ class Bench:
             raise RuntimeError(f"{mode} child failed:\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    def measure(self, scenario: str, step: str, mode: str, store: Path, dsn: str,
+    def measure(self, scenario: str, step: str, mode: str, store: Path, target: str,
                 conn: psycopg.Connection, *, changed: int | None = None,
                 repeat: int = 0) -> Step:
+        """Run one child syncing *store* to *target* (a DSN or the sync server's URL);
+        *conn* is the database it lands in, for the write counts and the usage check."""
         self.say(f"  {scenario}: {step} ...")
         self.check_horizon()
         before = _write_counts(conn)
-        out = self.child(mode, store, dsn, repeat)
+        out = self.child(mode, store, target, repeat)
         after = _write_counts(conn)
         by_table = {t: after.get(t, 0) - before.get(t, 0) for t in APP_TABLES}
         result = Step(
@@ -414,6 +450,37 @@ class Bench:
             self.measure("chatsync", "nothing changed", "chatsync", store, dsn, conn,
                          changed=0, repeat=NOOP_REPEATS)
 
+    def chatsync_http(self) -> None:
+        from benchmarks import server
+
+        scenario = "chatsync-http"
+        dsn = self.database("chatsync_http")
+        store = self.copy_store("chatsync-http")
+        secret = server.new_secret()
+        srv = server.SyncServer(self.work / "server", dsn, secret)
+        self.say(f"  {scenario}: starting chatsync serve at {srv.url} ...")
+        srv.start()
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                def step(label: str, changed: int | None = None, repeat: int = 0) -> None:
+                    # A fresh one-hour token before every step: a long run never outlives it.
+                    server.sign_in(store, secret, USER_ID, workload.EMAIL)
+                    try:
+                        self.measure(scenario, label, scenario, store, srv.url, conn,
+                                     changed=changed, repeat=repeat)
+                    except RuntimeError as exc:
+                        raise RuntimeError(f"{exc}\nsync server log:\n{srv.log_tail()}") \
+                            from None
+
+                step("first sync")
+                step("next, nothing changed", changed=0)
+                # Same count and seed as the direct scenario's: the very same rows change.
+                changed = workload.change(store, self.one_percent, seed=self.shape.seed + 1)
+                step("after 1 % changed", changed=changed.total)
+                step("nothing changed", changed=0, repeat=NOOP_REPEATS)
+        finally:
+            srv.stop()
+
 
 # --------------------------------------------------------------------------------------
 # output
@@ -429,6 +496,9 @@ def targets(steps: Sequence[Step], shape: Shape) -> list[dict[str, Any]]:
     base = _find(steps, "baseline", "after 1 % changed")
     one = _find(steps, "chatsync", "after 1 % changed")
     noop = _find(steps, "chatsync", "nothing changed")
+    http_first = _find(steps, "chatsync-http", "first sync")
+    http_one = _find(steps, "chatsync-http", "after 1 % changed")
+    http_noop = _find(steps, "chatsync-http", "nothing changed")
     out: list[dict[str, Any]] = []
 
     def add(name: str, value: float | None, limit: float, unit: str, ok: bool | None,
@@ -456,6 +526,18 @@ def targets(steps: Sequence[Step], shape: Shape) -> list[dict[str, Any]]:
             "" if big else "the target is stated for 1,000,000 messages (--messages 1000000)")
     add("edit-to-remote with the default debounce", None, 0.5, "s median", None,
         "a daemon measurement: benchmarks/latency.py")
+    # Issue 10: the same engine through `chatsync serve`.
+    if http_noop and http_noop.noop_median_s is not None:
+        ok = http_noop.noop_median_s <= 0.010 and http_noop.written == 0
+        add(f"through the server: nothing to send (median of {1 + NOOP_REPEATS})",
+            http_noop.noop_median_s * 1000, 10.0, "ms", ok,
+            f"rows written {http_noop.written}")
+    for label, http_step, direct in (("1 % change", http_one, one),
+                                     ("first sync", http_first, first)):
+        if http_step and direct:
+            r = http_step.wall_s / direct.wall_s
+            add(f"through the server: {label} vs direct", r, 1.5, "x direct", r <= 1.5,
+                f"{http_step.wall_s:.3f} s vs {direct.wall_s:.3f} s")
     return out
 
 
@@ -488,7 +570,7 @@ def render(steps: Sequence[Step], shape: Shape, meta: dict[str, Any]) -> None:
         )
     console = Console(width=max(Console().width, 150))
     console.print(table)
-    t = Table(title="targets (issue 5)")
+    t = Table(title="targets (issues 5 and 10)")
     for name in ("target", "value", "limit", "met", "note"):
         t.add_column(name)
     for row in targets(steps, shape):
@@ -535,14 +617,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--skip", action="append", default=[],
-                   choices=["floor", "baseline", "chatsync"], help="leave a scenario out")
+                   choices=list(SCENARIOS), help="leave a scenario out")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--baseline-first", action="store_true",
                    help="also time the app's first sync (minutes at the default size); "
                         "otherwise its result is loaded directly")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--keep", action="store_true", help="keep the databases and stores")
-    p.add_argument("--child", choices=["chatsync", "baseline", "floor"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=list(SCENARIOS), help=argparse.SUPPRESS)
     p.add_argument("--store", help=argparse.SUPPRESS)
     p.add_argument("--target", help=argparse.SUPPRESS)
     p.add_argument("--repeat", type=int, default=0, help=argparse.SUPPRESS)
@@ -579,9 +661,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "postgres": server_version(admin), "peak_mb_is": "child ru_maxrss",
         }
         meta["machine"] += f", PostgreSQL {meta['postgres']}"
-        for name in ("floor", "baseline", "chatsync"):
+        for name in SCENARIOS:
             if name not in args.skip:
-                getattr(bench, name)()
+                getattr(bench, name.replace("-", "_"))()
     except BaseException:
         for s in bench.steps:  # what was measured before the failure
             print(json.dumps(asdict(s)), file=sys.stderr)

@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 RETRY_AFTER_S = 5
 ROUTES = ("/v1/push", "/v1/pull", "/health", "/metrics")
+# Answers over this many bytes are gzipped, at level 1: Starlette's default, 9, took about
+# 5x the CPU of level 1 for a push's acknowledgements (and about 2.3x for a page of pulled
+# messages) to save some 10 %, in the event loop every request shares.
+GZIP_MIN_BYTES = 1024
+GZIP_LEVEL = 1
 
 
 class Problem(Exception):
@@ -105,7 +110,8 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
         ],
-        middleware=[Middleware(Measured), Middleware(GZipMiddleware, minimum_size=1024)],
+        middleware=[Middleware(Measured), Middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES,
+                               compresslevel=GZIP_LEVEL)],
         exception_handlers={Problem: _problem, Exception: _unexpected},
         lifespan=lifespan,
     )
