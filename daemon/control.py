@@ -59,7 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         api = self.server.api
         if self.path == "/health":
-            self._json(200, api.health())
+            health = api.health()  # a process whose sync loop died is not healthy
+            self._json(200 if health.get("ok", True) else 503, health)
         elif self.path == "/status":
             self._json(200, api.status())
         elif self.path == "/metrics":

@@ -5,8 +5,11 @@ Read once, when a `SyncEngine` is built, from the environment variable
 current process the second time the engine reaches the "committed" phase for a message
 batch. `<phase>` is one of the engine's phases ("read", "sent", "committed", "marked"),
 `<kind>` is "conversation", "message", "deletion" or "*" (any), and `<n>` counts from 1
-(default 1). Unset (the only case in production), nothing is installed and the engine runs
-exactly as before.
+(default 1). An optional fourth part chooses what happens instead of SIGKILL:
+`raise` raises `InjectedFault` (an unexpected error: the sync must fail with a sentence and
+the daemon go on), `escape` raises `InjectedEscape`, a BaseException nothing in chatsync
+catches (the sync loop dies; the daemon's health must say so). Unset (the only case in
+production), nothing is installed and the engine runs exactly as before.
 
 The fault-injection tests (tests/test_faults_crash.py) use it to kill `chatsync sync-now`
 and `chatsync run` at every phase and check that a later sync loses and double-counts
@@ -25,27 +28,38 @@ log = logging.getLogger(__name__)
 ENV = "CHATSYNC_FAULT"
 PHASES = ("read", "sent", "committed", "marked")
 KINDS = ("conversation", "message", "deletion", "*")
+ACTIONS = ("kill", "raise", "escape")
+
+
+class InjectedFault(RuntimeError):
+    """`CHATSYNC_FAULT=…:raise`: an error no part of chatsync expects."""
+
+
+class InjectedEscape(BaseException):
+    """`CHATSYNC_FAULT=…:escape`: ends the sync thread, as a defect past every handler."""
 
 PhaseHook = Callable[[str, str], None]
 
 
-def parse(spec: str) -> tuple[str, str, int]:
-    """`phase:kind:n` -> (phase, kind, n); a clear ValueError for anything else."""
+def parse(spec: str) -> tuple[str, str, int, str]:
+    """`phase:kind:n[:action]` -> (phase, kind, n, action); a clear ValueError otherwise."""
     parts = spec.strip().split(":")
-    if not 1 <= len(parts) <= 3:
-        raise ValueError(f"{ENV}={spec!r}: expected <phase>:<kind>:<n>")
+    if not 1 <= len(parts) <= 4:
+        raise ValueError(f"{ENV}={spec!r}: expected <phase>:<kind>:<n>[:<action>]")
     phase = parts[0]
     kind = parts[1] if len(parts) > 1 and parts[1] else "*"
     n = int(parts[2]) if len(parts) > 2 and parts[2] else 1
-    if phase not in PHASES or kind not in KINDS or n < 1:
+    action = parts[3] if len(parts) > 3 and parts[3] else "kill"
+    if phase not in PHASES or kind not in KINDS or n < 1 or action not in ACTIONS:
         raise ValueError(
-            f"{ENV}={spec!r}: phase must be one of {PHASES}, kind one of {KINDS}, n >= 1"
+            f"{ENV}={spec!r}: phase must be one of {PHASES}, kind one of {KINDS}, n >= 1, "
+            f"action one of {ACTIONS}"
         )
-    return phase, kind, n
+    return phase, kind, n, action
 
 
-def kill_at(phase: str, kind: str = "*", n: int = 1) -> PhaseHook:
-    """A phase hook that SIGKILLs this process at the n-th matching phase."""
+def kill_at(phase: str, kind: str = "*", n: int = 1, action: str = "kill") -> PhaseHook:
+    """A phase hook that SIGKILLs this process (or raises) at the n-th matching phase."""
     seen = 0
 
     def hook(at_phase: str, at_kind: str) -> None:
@@ -53,8 +67,12 @@ def kill_at(phase: str, kind: str = "*", n: int = 1) -> PhaseHook:
         if at_phase == phase and kind in ("*", at_kind):
             seen += 1
             if seen == n:
-                log.warning("%s: killing pid %d at %s:%s #%d", ENV, os.getpid(), phase,
+                log.warning("%s: %s in pid %d at %s:%s #%d", ENV, action, os.getpid(), phase,
                             at_kind, n)
+                if action == "raise":
+                    raise InjectedFault(f"injected by {ENV} at {phase}:{at_kind}")
+                if action == "escape":
+                    raise InjectedEscape(f"injected by {ENV} at {phase}:{at_kind}")
                 os.kill(os.getpid(), signal.SIGKILL)
 
     return hook

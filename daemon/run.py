@@ -19,9 +19,10 @@ from daemon.lock import StoreLock
 from daemon.progress import TerminalProgress
 from daemon.report import SyncReport
 from daemon.schedule import Schedule
-from daemon.service import SyncService, now_iso
+from daemon.service import SESSION_USER, SyncService, now_iso
 from daemon.status import store_status
 from daemon.watch import EditWatcher, WatchMode
+from localstore import connect as connect_store
 
 log = logging.getLogger("chatsync")
 
@@ -78,10 +79,12 @@ class Daemon:
             on_sync=self._after_sync, progress=self.bar.advance, before_sync=self._before_sync,
         )
         self.control = ControlServer(self.socket_path, self)
+        self._session_conn = connect_store(self.store_path, migrate=False)
+        self._signed_in = self._read_signed_in()
         self.watcher = EditWatcher(
             self.store_path, lambda: self.service.request("edit"),
             debounce_s=sync_cfg.debounce_ms / 1000, max_wait_s=sync_cfg.max_wait_ms / 1000,
-            mode=self.watch_mode,
+            mode=self.watch_mode, on_event=self._check_sign_in,
         )
         self.schedule = Schedule(sync_cfg.interval_seconds,
                                  lambda: self.service.request("schedule"))
@@ -124,8 +127,28 @@ class Daemon:
             # The sync thread is still inside a remote call; don't wait for it.
             os._exit(0)
         self.service.engine.close()
+        self._session_conn.close()
         log.info("stopped")
         return 0
+
+    # --- sign-in, at once ----------------------------------------------------------------
+    def _read_signed_in(self) -> str | None:
+        row = self._session_conn.execute(SESSION_USER).fetchone()
+        return row[0] if row else None
+
+    def _check_sign_in(self) -> None:
+        """On every store file event (watcher thread): a newly signed-in user syncs now.
+
+        One indexed read of a one-row table; the debounce is for bursts of edits, and a
+        person who just signed in expects their conversations on the server at once.
+        """
+        user = self._read_signed_in()
+        if user == self._signed_in:
+            return
+        self._signed_in = user
+        if user is not None:
+            log.info("sign-in seen (%s): syncing now, without waiting for the debounce", user)
+            self.service.request("sign-in", bypass_backoff=True)
 
     # --- hooks from the sync loop -------------------------------------------------------
     def _before_sync(self) -> None:
@@ -135,12 +158,20 @@ class Daemon:
 
     def _after_sync(self, report: SyncReport) -> None:
         self.bar.end()
+        self.schedule.postpone()
         state = self.service.state()
         systemd.notify(f"STATUS={state}; last sync: {report.summary()}")
 
     # --- ControlApi ---------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return {"ok": True, "pid": os.getpid(), "state": self.service.state()}
+        """ok only while the sync loop runs: a live process that no longer syncs is not
+        healthy (GET /health then answers 503)."""
+        alive = self.service.alive
+        body: dict[str, Any] = {"ok": alive, "pid": os.getpid(), "state": self.service.state()}
+        if not alive:
+            body["error"] = ("the sync loop has stopped; nothing is synced until chatsync is "
+                             "restarted (the log says why)")
+        return body
 
     def status(self) -> dict[str, Any]:
         data = store_status(self.store_path, self.remote_label)
@@ -165,6 +196,8 @@ class Daemon:
     def sync(self) -> tuple[int, dict[str, Any]]:
         if self.service.stopping:
             return 503, {"error": "the daemon is stopping"}
+        if not self.service.alive:
+            return 503, {"error": "the daemon's sync loop has stopped; restart chatsync"}
         ticket = self.service.request("manual", bypass_backoff=True)
         report = self.service.wait(ticket, SYNC_REQUEST_TIMEOUT_S)
         if report is None:

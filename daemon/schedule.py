@@ -30,6 +30,13 @@ class Schedule:
         self._scheduler.start()
         return self
 
+    def postpone(self) -> None:
+        """A sync just ran (for whatever reason): the next scheduled one is a full interval
+        after it, not at the old time, which would sync again for nothing."""
+        if self._scheduler.running and self._scheduler.get_job(JOB_ID) is not None:
+            self._scheduler.modify_job(
+                JOB_ID, next_run_time=datetime.now(UTC) + timedelta(seconds=self.interval_s))
+
     def next_run(self) -> datetime | None:
         job = self._scheduler.get_job(JOB_ID)
         return job.next_run_time if job else None

@@ -2,6 +2,10 @@
 
 A request that arrives during a sync becomes exactly one follow-up sync, however many
 arrive. Failures back off (see backoff.py); a manual request bypasses the back-off.
+
+No exception ends the loop: an unexpected one becomes a failed sync (permanent, with a
+sentence) and the loop goes on. Should the thread end anyway, `alive` says so (the
+daemon's health turns unhealthy) and waiting callers are released at once.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class SyncService:
         self._bypass = False
         self._retry_at: float | None = None
         self._stopping = False
+        self._dead = False  # the loop thread ended without being asked to
         self._on_sync = on_sync or (lambda report: None)
         self._progress = progress or (lambda kind, n: None)
         self._before_sync = before_sync or (lambda: None)
@@ -81,7 +86,8 @@ class SyncService:
     def wait(self, ticket: int, timeout: float | None = None) -> SyncReport | None:
         """The report of the first sync that started after *ticket* was issued."""
         with self._cond:
-            self._cond.wait_for(lambda: self._completed >= ticket or self._stopping, timeout)
+            self._cond.wait_for(
+                lambda: self._completed >= ticket or self._stopping or self._dead, timeout)
             return self.last if self._completed >= ticket else None
 
     # --- running ----------------------------------------------------------------------
@@ -104,7 +110,24 @@ class SyncService:
     def stopping(self) -> bool:
         return self._stopping
 
+    @property
+    def alive(self) -> bool:
+        """Whether the sync loop is running (or, before start(), will run)."""
+        return not self._dead and (self._thread.is_alive() or self._thread.ident is None
+                                   or self._stopping)
+
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:
+            with self._cond:
+                if not self._stopping:
+                    self._dead = True
+                    log.critical("the sync loop stopped unexpectedly; nothing is synced "
+                                 "until chatsync is restarted")
+                self._cond.notify_all()
+
+    def _serve(self) -> None:
         while True:
             with self._cond:
                 while not self._due():
@@ -116,7 +139,14 @@ class SyncService:
                     return
                 ticket, self._started = self._requested, self._requested
                 reasons, self._reasons, self._bypass = self._reasons, set(), False
-            self._run_one(ticket, reasons)
+            try:
+                self._run_one(ticket, reasons)
+            except Exception as exc:
+                # engine.sync() already turns its errors into reports; this is the loop's
+                # own trouble (the store's session read, a hook). Record it as a failed
+                # sync, so that waiters get an answer, and go on.
+                log.exception("a sync round failed unexpectedly")
+                self._fail(ticket, reasons, exc)
 
     def _due(self) -> bool:
         if self._stopping or self._requested <= self._started:
@@ -150,6 +180,17 @@ class SyncService:
             self.syncing = None
             self._cond.notify_all()
         self._on_sync(report)
+
+    def _fail(self, ticket: int, reasons: set[str], exc: Exception) -> None:
+        report = SyncReport(started_at=now_iso(), transient=False, error=(
+            f"chatsync hit an unexpected error ({type(exc).__name__}); nothing was lost, the "
+            "log has the details"))
+        reason = min(reasons, key=lambda r: REASON_ORDER.index(r) if r in REASON_ORDER else 99)
+        with self._cond:
+            self._record(reason, report)
+            self._completed = ticket
+            self.syncing = None
+            self._cond.notify_all()
 
     def _record(self, reason: str, report: SyncReport) -> None:
         c = self.counters
@@ -205,8 +246,12 @@ class SyncService:
     def state(self) -> str:
         if self._stopping:
             return "stopping"
+        if not self.alive:
+            return "stopped"
         if self.syncing is not None:
             return "syncing"
+        if self.last is not None and self.last.signed_out:
+            return "signed out"  # the session was refused for good: a person must sign in
         if self.last is not None and self.last.error:
             if self.last.transient and "cannot reach" in self.last.error:
                 return "offline"

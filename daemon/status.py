@@ -68,6 +68,9 @@ def explain(daemon: dict[str, Any] | None, pending_total: int) -> str:
         return (f"The last sync failed and will not fix itself: {last.get('error')}. Fix "
                 "that, then run `chatsync sync-now`; chatsync also retries on the next "
                 f"trigger after the back-off ({when}).")
+    if state == "signed out" and last.get("signed_out"):
+        return (f"{last.get('error')}. Sign in again (`chatsync sign-in --email …`, or the "
+                "app); local edits keep queueing and nothing is dropped.")
     if state == "signed out":
         return "No one is signed in: nothing is pushed, and local data is kept until a sign-in."
     if pending_total:

@@ -94,17 +94,29 @@ class EditWatcher:
     def __init__(
         self, store_path: Path, on_edit: Callable[[], None], *, debounce_s: float,
         max_wait_s: float, mode: WatchMode = "auto",
+        on_event: Callable[[], None] | None = None,
     ) -> None:
         self.store_path = store_path
         self.requested_mode = mode
         self.mode: str = "off"
         self.note: str | None = None
         self._debouncer = Debouncer(on_edit, debounce_s, max_wait_s)
+        # Called on every event, undebounced: for checks that must not wait (a sign-in).
+        self._on_event = on_event
         name = store_path.name
         self._handler = _StoreFiles(
-            frozenset({name, f"{name}-wal", f"{name}-journal"}), self._debouncer.poke
+            frozenset({name, f"{name}-wal", f"{name}-journal"}), self._poke
         )
         self._observer: BaseObserver | None = None
+
+    def _poke(self) -> None:
+        self._debouncer.poke()
+        if self._on_event is not None:
+            try:
+                self._on_event()
+            except Exception:
+                # A failed check must not stop the watcher: the debounced edit still syncs.
+                log.exception("the per-event check failed")
 
     def start(self) -> EditWatcher:
         if self.requested_mode == "off":

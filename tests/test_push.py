@@ -361,3 +361,60 @@ def test_timestamps_without_a_zone_are_utc_whatever_the_server_zone(
     day = remote.execute("SELECT usage_date::text FROM user_usage_daily WHERE messages_sent = 1"
                          ).fetchone()
     assert day == ("2026-01-15",)
+
+
+def test_a_user_the_server_does_not_know_is_a_permanent_error_in_a_sentence(
+    store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    # As on the app's real schema: profiles.id references auth.users, and the app's sign-up
+    # creates both; chatsync must not (and cannot) create the user.
+    remote.execute("CREATE SCHEMA IF NOT EXISTS auth")
+    remote.execute("CREATE TABLE auth.users (id uuid PRIMARY KEY)")
+    remote.execute("ALTER TABLE public.profiles ADD CONSTRAINT profiles_id_fkey "
+                   "FOREIGN KEY (id) REFERENCES auth.users (id)")
+    store.sign_in(ALICE, "alice@example.com")
+    store.create_conversation("waiting for sign-up")
+
+    report = engine.sync()
+    assert report.error == (f"user {ALICE} does not exist on the server: sign up in the app "
+                            "first")
+    assert report.transient is False
+    assert remote.execute("SELECT count(*) FROM chat_sessions").fetchone()[0] == 0
+
+    # The user signs up in the app: its trigger would create the profile; here the insert
+    # succeeds now that the user exists, and the waiting conversation goes.
+    remote.execute("INSERT INTO auth.users (id) VALUES (%s)", (ALICE,))
+    report = engine.sync()
+    assert report.ok, report.error
+    assert report.conversations.sent == 1
+
+
+def test_token_counts_the_analytics_cannot_count_are_quarantined_naming_the_field(
+    store_path: Path, store: Store, engine: SyncEngine, remote: psycopg.Connection
+) -> None:
+    store.sign_in(ALICE)
+    conv = store.create_conversation("tokens", created_at="2026-03-01T10:00:00.000Z")
+    fine = store.add_message(conv.id, "assistant", "fine", total_tokens=30, input_tokens=10,
+                             output_tokens=20)
+    huge = store.add_message(conv.id, "assistant", "huge", total_tokens=200_000_000)
+    # A client with the store's checks bypassed writes a negative count.
+    other = sqlite3.connect(store_path, isolation_level=None)
+    other.execute("PRAGMA ignore_check_constraints = ON")
+    other.execute("INSERT INTO messages (id, conversation_id, role, content, input_tokens, "
+                  "total_tokens) VALUES ('msg_negative', ?, 'user', 'minus', -1000000, 5)",
+                  (conv.id,))
+    other.close()
+
+    report = engine.sync()
+    assert report.ok, report.error
+    assert report.messages.quarantined == 2
+    reasons = {q["id"]: q["reason"] for q in Outbox(store.conn).quarantined()}
+    assert set(reasons) == {"msg_negative", huge.id}
+    assert reasons["msg_negative"].startswith("input_tokens is -1000000")
+    assert reasons[huge.id].startswith("total_tokens is 200000000")
+    on_remote = {r[0] for r in remote.execute("SELECT id FROM chat_messages")}
+    assert on_remote == {fine.id}
+    # Nothing negative or inflated reached the usage figures.
+    assert usage(remote) == audited_truth(remote)
+    assert remote.execute("SELECT min(input_tokens) >= 0, max(total_tokens) "
+                          "FROM user_usage_daily").fetchone() == (True, 30)
