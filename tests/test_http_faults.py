@@ -17,6 +17,7 @@ import pytest
 
 from localstore import Store
 from tests.faults_common import (
+    Daemon,
     assert_converged,
     child_env,
     cli,
@@ -24,6 +25,7 @@ from tests.faults_common import (
     new_user,
     random_edits,
     spawn,
+    wait_for,
 )
 from tests.server_support import HS_SECRET, ServerProc, hs_token
 
@@ -87,3 +89,36 @@ def test_server_killed_mid_batch_then_back(
     final = cli(config, "sync-now")
     assert final.returncode == 0, final.stderr
     assert_converged(store_path, remote, user)
+
+
+def test_daemon_over_http_syncs_edits_and_tells_a_refused_session(
+    tmp_path: Path, store_path: Path, server: ServerProc, remote: psycopg.Connection
+) -> None:
+    """`chatsync run` with only `remote.url`: edits reach the server; when the session is
+    refused for good, status says "signed out" and what to do, and the edits are kept."""
+    user, config = http_device(tmp_path, store_path, server.url, batch_size=100)
+    fill(store_path, user, conversations=1, per_conversation=4)
+    d = Daemon(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="auto").start()
+    try:
+        wait_for(lambda: remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0]
+                 == 4, 30, "the start-up sync through the server")
+        # The access token expires and there is no refresh token (nor auth server): the
+        # device is signed out, but keeps what it writes.
+        with Store(store_path) as store, store.transaction() as conn:
+            conn.execute("UPDATE auth_session SET expires_at = ?", (int(time.time()) - 5,))
+        fill(store_path, user, conversations=1, per_conversation=2, tag="late")
+        r = cli(config, "sync-now")
+        assert r.returncode == 1 and "sign in again" in r.stderr, r.stderr
+        status = d.status()
+        assert status["daemon"]["state"] == "signed out"
+        assert status["pending"]["messages"] == 2
+        plain_status = cli(config, "status")
+        assert "Sign in again" in plain_status.stdout, plain_status.stdout
+        assert d.stop() == 0
+    finally:
+        d.close()
+    log = d.log()
+    assert "Traceback" not in log
+    with Store(store_path) as store:
+        token = store.conn.execute("SELECT access_token FROM auth_session").fetchone()[0]
+    assert token not in log
