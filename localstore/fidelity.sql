@@ -107,3 +107,17 @@ BEGIN
             'timestamp', OLD.timestamp, 'error', OLD.error,
             'error_message', OLD.error_message));
 END;
+
+-- A clean conversation's base is kept on any tracked change, updated_at included (a new
+-- message bumps it): a remote edit of the title then meets a base, and is taken rather than
+-- overwritten by a push that changed nothing the remote compares.
+DROP TRIGGER conversations_keep_base_update;
+CREATE TRIGGER conversations_keep_base_update
+AFTER UPDATE OF user_id, title, created_at, updated_at, is_active ON conversations
+WHEN (SELECT applying_remote FROM sync_meta) = 0 AND OLD.rev = OLD.synced_rev
+BEGIN
+    DELETE FROM sync_base WHERE kind = 'conversation' AND id = OLD.id;
+    INSERT INTO sync_base (kind, id, version) VALUES ('conversation', OLD.id,
+        json_object('user_id', OLD.user_id, 'title', OLD.title, 'created_at', OLD.created_at,
+                    'is_active', OLD.is_active));
+END;

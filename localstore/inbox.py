@@ -396,6 +396,15 @@ class _Batch:
             self.updates.append({"id": row_id, **{c: remote[c] for c in self.table.compared}})
             self.conn.execute(DROP_BASE, (kind, row_id))
             return
+        base = self.bases.get(row_id)
+        if base is not None and _same(local, base, self.table.compared):
+            # Only what the remote does not compare changed here (a conversation's
+            # updated_at, bumped by a new message): the remote's edit is taken, not
+            # overwritten, and the row stays dirty for the rest.
+            self.updates.append({"id": row_id, **{c: remote[c] for c in self.table.compared}})
+            version = json.dumps({c: remote[c] for c in self.table.compared})
+            self.conn.execute(SET_BASE, (kind, row_id, version))
+            return
         # Both changed: the local edit is kept and pushed over the server's version.
         self._conflict_unless_base(row_id, "local-edit-kept", local, remote)
 

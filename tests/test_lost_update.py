@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from daemon.engine import SyncEngine
@@ -242,6 +242,9 @@ class World:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(operation, min_size=1, max_size=16))
+# Found by this property: a new message bumps its conversation's updated_at, which made the
+# conversation dirty with no merge base, and its push overwrote another device's new title.
+@example(ops=[("edit", 0, 0), ("add", 1, None)])
 def test_no_edit_is_lost_silently_across_crashes(
     admin_dsn: str, full_template: str, ops: list[tuple[Any, ...]]
 ) -> None:
