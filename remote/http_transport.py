@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 import httpx
 
 from localstore.outbox import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, Kind, Refusal
-from remote.pull import Changes
+from remote.pull import Changes, ResyncRequired
 from remote.push import BatchResult, BeforeCommit, unstorable
 from remote.transport import TransportError
 
@@ -34,6 +35,11 @@ GZIP_OVER_BYTES = 1024
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # What the server pushes in flight under, as far as the device can know before its answer.
 UNKNOWN_XID = ""
+# A waiting pull's HTTP read timeout is its wait plus this: the server answers at the end of
+# the wait (capped by server.live_wait_max_seconds), never later than the wait asked for.
+WAIT_MARGIN_S = 30.0
+# How long a live pull's answer may stand in for the normal pull that follows it.
+LIVE_ANSWER_FRESH_S = 10.0
 
 
 class AccessTokens(Protocol):
@@ -48,6 +54,9 @@ class HttpTransport:
         self.tokens = tokens
         self.origin = origin
         self._http: httpx.Client | None = None
+        # The last live pull's answer, (user, cursor, answer, when): the engine's pull that
+        # follows it from the same cursor uses it instead of asking again.
+        self.live_answer: tuple[str, str, dict[str, Any], float] | None = None
 
     def as_user(self, user_id: str, email: str) -> HttpUser:
         if self._http is None:
@@ -59,7 +68,8 @@ class HttpTransport:
             self._http.close()
             self._http = None
 
-    def call(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+    def call(self, route: str, body: dict[str, Any], *,
+             read_timeout: float | None = None) -> dict[str, Any]:
         """POST *body* as the signed-in user; the answer's JSON, or TransportError."""
         assert self._http is not None
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -69,8 +79,12 @@ class HttpTransport:
         token = self.tokens.access_token()
         for attempt in (1, 2):
             try:
-                r = self._http.post(route, content=data,
-                                    headers={**headers, "Authorization": f"Bearer {token}"})
+                r = self._http.post(
+                    route, content=data,
+                    headers={**headers, "Authorization": f"Bearer {token}"},
+                    timeout=TIMEOUT if read_timeout is None
+                    else httpx.Timeout(TIMEOUT.connect, read=read_timeout,
+                                       write=TIMEOUT.write, pool=TIMEOUT.pool))
             except httpx.HTTPError as exc:
                 raise TransportError(f"cannot reach the sync server at {self.url}: "
                                      f"{type(exc).__name__}", transient=True) from None
@@ -112,6 +126,20 @@ class HttpUser:
     def __init__(self, transport: HttpTransport, user_id: str) -> None:
         self.transport = transport
         self.user_id = user_id
+
+    def wait_for_changes(self, cursor: str, wait_seconds: float) -> bool:
+        """One live pull: True as soon as another device or the web app changed something
+        for this user after *cursor* (or a re-sync is due), False when *wait_seconds*
+        passed with nothing new. Applies nothing: run the normal pull next (it reuses this
+        answer). The device's own pushes never end the wait. The server caps the wait at
+        server.live_wait_max_seconds; TransportError as for any request."""
+        answer = self.transport.call("/v1/pull", {
+            "cursor": cursor, "origin": self.transport.origin, "wait_seconds": wait_seconds,
+        }, read_timeout=wait_seconds + WAIT_MARGIN_S)
+        if answer["changed"]:
+            self.transport.live_answer = (self.user_id, cursor, answer, time.monotonic())
+            return True
+        return False
 
     def ensure_profile(self) -> None:
         """The server makes sure of the profile with every push."""
@@ -158,7 +186,11 @@ class HttpUser:
     def read_changes(
         self, since: str | None, *, page_size: int, after_message_id: str | None = None,
     ) -> Iterator[Changes | None]:
-        first = self._pull(since, page_size, after_message_id, messages_only=False)
+        first = self._live_answer(since, after_message_id)
+        if first is None:
+            first = self._pull(since, page_size, after_message_id, messages_only=False)
+        if first.get("resync"):
+            raise ResyncRequired
         if not first["changed"]:
             yield None
             return
@@ -166,6 +198,16 @@ class HttpUser:
                       conversations=first["conversations"],
                       message_count=int(first["message_count"]),
                       messages=self._pages(first, page_size))
+
+    def _live_answer(self, since: str | None, after: str | None) -> dict[str, Any] | None:
+        live, self.transport.live_answer = self.transport.live_answer, None
+        if live is None or since is None or after is not None:
+            return None
+        user_id, cursor, answer, at = live
+        if (user_id, cursor) != (self.user_id, since) \
+                or time.monotonic() - at > LIVE_ANSWER_FRESH_S:
+            return None
+        return answer  # an incremental window, answered whole: a valid pull from *since*
 
     def _pages(self, page: dict[str, Any], page_size: int) -> Iterator[list[dict[str, Any]]]:
         while True:

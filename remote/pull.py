@@ -57,10 +57,25 @@ _UNSEEN = """
  SELECT * FROM chatsync_feed.changes
   WHERE user_id = %(user_id)s AND xid = ANY (%(since_xip)s::text[]::xid8[]))
 """
+# Has the retention (remote/server/retention.py) removed an entry this cursor had not
+# seen? Every xid below the cursor's xmin was settled when it was taken; one at or above it
+# may have been unseen, so the window could miss its delete: the device must re-sync.
+_STALE = """
+EXISTS (SELECT 1 FROM chatsync_feed.pruned
+         WHERE user_id = %(user_id)s AND xid >= %(since_xmin)s::text::xid8)
+"""
 # The no-op check: is there anything in the window? One small index probe.
 PROBE = f"""
 SELECT pg_current_snapshot()::text AS horizon,
-       EXISTS (SELECT 1 FROM {_UNSEEN} AS f) AS changed
+       EXISTS (SELECT 1 FROM {_UNSEEN} AS f) AS changed, {_STALE} AS stale
+"""
+# The live pull's check (news_only): entries this engine wrote itself are not news, so a
+# device's own push does not answer its own waiting pull. The read that follows, when
+# something else is new, is the usual one (its own conversation entries included).
+NEWS_PROBE = f"""
+SELECT pg_current_snapshot()::text AS horizon,
+       EXISTS (SELECT 1 FROM {_UNSEEN} AS f
+                WHERE f.origin IS DISTINCT FROM %(origin)s) AS changed, {_STALE} AS stale
 """
 
 _SESSION_COLUMNS = """
@@ -114,6 +129,16 @@ WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s
 MESSAGE_CURSOR = "chatsync_pull_messages"
 
 
+class ResyncRequired(Exception):
+    """The cursor is older than the feed's retention horizon: entries it had not seen were
+    pruned, so an incremental pull could miss deletes. Pull the user's rows in full instead
+    (daemon/pulling.py), keeping local edits and pending deletions."""
+
+    def __init__(self) -> None:
+        super().__init__("this device's pull cursor is older than the change feed's "
+                         "retention (server.feed_retention_seconds): re-syncing in full")
+
+
 @dataclass(slots=True)
 class Changes:
     """What one pull reads; `messages` streams, so it must be consumed inside the pull."""
@@ -128,23 +153,29 @@ class Changes:
 @contextmanager
 def read_changes(
     session: UserSession, since: str | None, *, page_size: int = 5000,
-    after_message_id: str | None = None,
+    after_message_id: str | None = None, news_only: bool = False,
 ) -> Iterator[Changes | None]:
     """Yield what changed since the cursor *since* (None: everything), or None if nothing.
 
     The remote transaction stays open while the caller consumes `messages`, so conversations
     and messages come from one snapshot. A full read starts after *after_message_id*.
+    With *news_only*, a window holding only this origin's own entries counts as nothing.
+    Raises ResyncRequired when the retention pruned entries the cursor had not seen.
     """
     params: dict[str, Any] = {"user_id": session.user_id, "origin": session.origin,
                               "after": after_message_id}
     if since is not None:  # pg_snapshot text: xmin:xmax:xip,xip,...
-        _, xmax, xip = since.split(":")
-        params |= {"since_xmax": xmax, "since_xip": [x for x in xip.split(",") if x]}
+        xmin, xmax, xip = since.split(":")
+        params |= {"since_xmin": xmin, "since_xmax": xmax,
+                   "since_xip": [x for x in xip.split(",") if x]}
     with _snapshot(session) as conn:
         if since is None:
             params["horizon"] = conn.execute(HORIZON).fetchone()[0]
         else:
-            horizon, changed = conn.execute(PROBE, params).fetchone()
+            horizon, changed, stale = conn.execute(
+                NEWS_PROBE if news_only else PROBE, params).fetchone()
+            if stale:
+                raise ResyncRequired
             if not changed:
                 yield None
                 return
