@@ -185,10 +185,12 @@ class HttpUser:
     @contextmanager
     def read_changes(
         self, since: str | None, *, page_size: int, after_message_id: str | None = None,
+        byte_order: bool = False,
     ) -> Iterator[Changes | None]:
         first = self._live_answer(since, after_message_id)
         if first is None:
-            first = self._pull(since, page_size, after_message_id, messages_only=False)
+            first = self._pull(since, page_size, after_message_id, messages_only=False,
+                               byte_order=byte_order)
         if first.get("resync"):
             raise ResyncRequired
         if not first["changed"]:
@@ -197,7 +199,7 @@ class HttpUser:
         yield Changes(horizon=first["cursor"], full=first["full"],
                       conversations=first["conversations"],
                       message_count=int(first["message_count"]),
-                      messages=self._pages(first, page_size))
+                      messages=self._pages(first, page_size, byte_order))
 
     def _live_answer(self, since: str | None, after: str | None) -> dict[str, Any] | None:
         live, self.transport.live_answer = self.transport.live_answer, None
@@ -209,20 +211,25 @@ class HttpUser:
             return None
         return answer  # an incremental window, answered whole: a valid pull from *since*
 
-    def _pages(self, page: dict[str, Any], page_size: int) -> Iterator[list[dict[str, Any]]]:
+    def _pages(self, page: dict[str, Any], page_size: int,
+               byte_order: bool) -> Iterator[list[dict[str, Any]]]:
         while True:
             if page["messages"]:
                 yield page["messages"]
             if not page["more"]:
                 return
-            page = self._pull(None, page_size, page["messages"][-1]["id"], messages_only=True)
+            page = self._pull(None, page_size, page["messages"][-1]["id"], messages_only=True,
+                              byte_order=byte_order)
 
     def _pull(self, since: str | None, page_size: int, after: str | None, *,
-              messages_only: bool) -> dict[str, Any]:
-        return self.transport.call("/v1/pull", {
+              messages_only: bool, byte_order: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "cursor": since, "page_size": page_size, "after_message_id": after,
             "messages_only": messages_only, "origin": self.transport.origin,
-        })
+        }
+        if byte_order:  # only then: a server of before re-syncs does not know the field
+            body["resync"] = True
+        return self.transport.call("/v1/pull", body)
 
     def xact_status(self, xid: str) -> str | None:
         # The server's transaction ids are not the device's to ask about (see the module's

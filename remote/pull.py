@@ -108,6 +108,16 @@ FROM public.chat_messages AS m JOIN public.chat_sessions AS s ON s.id = m.sessio
 WHERE s.user_id = %(user_id)s AND (%(after)s::text IS NULL OR m.id > %(after)s::text)
 ORDER BY m.id
 """
+# A re-sync's full pull (byte_order): in the byte order of the ids, which is the order
+# SQLite's BINARY collation compares them in, whatever the database's collation, so the
+# device can tell which of its rows fall between two pages (daemon/pulling.py).
+ALL_MESSAGES_BYTE_ORDER = f"""
+SELECT m.id, false AS deleted, {_MESSAGE_COLUMNS}
+FROM public.chat_messages AS m JOIN public.chat_sessions AS s ON s.id = m.session_id
+WHERE s.user_id = %(user_id)s
+  AND (%(after)s::text IS NULL OR m.id COLLATE "C" > %(after)s::text COLLATE "C")
+ORDER BY m.id COLLATE "C"
+"""
 # Messages this engine pushed itself are skipped: it has them already (a conversation's
 # entry is read even then, since the push changed its server-side statistics).
 CHANGED_MESSAGES = f"""
@@ -120,6 +130,12 @@ COUNT_ALL_MESSAGES = """
 SELECT count(*) FROM public.chat_messages AS m
 JOIN public.chat_sessions AS s ON s.id = m.session_id
 WHERE s.user_id = %(user_id)s AND (%(after)s::text IS NULL OR m.id > %(after)s::text)
+"""
+COUNT_ALL_MESSAGES_BYTE_ORDER = """
+SELECT count(*) FROM public.chat_messages AS m
+JOIN public.chat_sessions AS s ON s.id = m.session_id
+WHERE s.user_id = %(user_id)s
+  AND (%(after)s::text IS NULL OR m.id COLLATE "C" > %(after)s::text COLLATE "C")
 """
 COUNT_CHANGED_MESSAGES = f"""
 SELECT count(*) FROM {_UNSEEN} AS f
@@ -153,13 +169,14 @@ class Changes:
 @contextmanager
 def read_changes(
     session: UserSession, since: str | None, *, page_size: int = 5000,
-    after_message_id: str | None = None, news_only: bool = False,
+    after_message_id: str | None = None, news_only: bool = False, byte_order: bool = False,
 ) -> Iterator[Changes | None]:
     """Yield what changed since the cursor *since* (None: everything), or None if nothing.
 
     The remote transaction stays open while the caller consumes `messages`, so conversations
     and messages come from one snapshot. A full read starts after *after_message_id*.
     With *news_only*, a window holding only this origin's own entries counts as nothing.
+    With *byte_order* (a re-sync), a full read pages messages in the byte order of ids.
     Raises ResyncRequired when the retention pruned entries the cursor had not seen.
     """
     params: dict[str, Any] = {"user_id": session.user_id, "origin": session.origin,
@@ -183,13 +200,16 @@ def read_changes(
         full = since is None
         conversations = _rows(conn, ALL_CONVERSATIONS if full else CHANGED_CONVERSATIONS,
                               params)
-        count_sql = COUNT_ALL_MESSAGES if full else COUNT_CHANGED_MESSAGES
+        if not full:
+            count_sql, messages_sql = COUNT_CHANGED_MESSAGES, CHANGED_MESSAGES
+        elif byte_order:
+            count_sql, messages_sql = COUNT_ALL_MESSAGES_BYTE_ORDER, ALL_MESSAGES_BYTE_ORDER
+        else:
+            count_sql, messages_sql = COUNT_ALL_MESSAGES, ALL_MESSAGES
         count = int(conn.execute(count_sql, params).fetchone()[0])
         yield Changes(
             horizon=params["horizon"], full=full, conversations=conversations,
-            message_count=count,
-            messages=_pages(conn, ALL_MESSAGES if full else CHANGED_MESSAGES, params,
-                            page_size),
+            message_count=count, messages=_pages(conn, messages_sql, params, page_size),
         )
 
 

@@ -104,7 +104,7 @@ def _pull_window(pool: ConnectionPool, who: Identity, req: PullRequest,
     with _database(), user_session(pool, who, req.origin) as session, \
             pull.read_changes(session, req.cursor, page_size=req.page_size,
                               after_message_id=req.after_message_id,
-                              news_only=news_only) as changes:
+                              news_only=news_only, byte_order=req.resync) as changes:
         if changes is None:
             return unchanged(req)
         conversations = [] if req.messages_only else changes.conversations

@@ -82,12 +82,13 @@ def prune_job(pool: ConnectionPool, retention_s: float) -> None:
 
 def start_pruning(pool: ConnectionPool, retention_s: float,
                   interval_s: float) -> BackgroundScheduler:
-    """The scheduler that prunes every *interval_s*, first soon after start."""
+    """The scheduler that prunes every *interval_s*, first within a minute of start (a
+    server restarted more often than *interval_s* still prunes)."""
     from datetime import UTC, datetime
 
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(prune_job, "interval", seconds=interval_s, args=(pool, retention_s),
                       id="chatsync-feed-prune", coalesce=True, max_instances=1,
-                      next_run_time=datetime.now(UTC) + timedelta(seconds=min(interval_s, 5)))
+                      next_run_time=datetime.now(UTC) + timedelta(seconds=min(interval_s, 60)))
     scheduler.start()
     return scheduler

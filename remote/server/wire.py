@@ -85,6 +85,8 @@ class PullRequest(_Wire):
     # a full pull's next page: the messages after this id (see handlers.pull_window)
     after_message_id: StrictStr | None = None
     messages_only: bool = False  # the conversations came with the first page
+    # A re-sync's full pull: messages paged in the byte order of their ids (see pull.py)
+    resync: bool = False
     # A live pull: when nothing from another origin is new after the cursor, hold the
     # request up to this long (capped by server.live_wait_max_seconds) until something is.
     wait_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=3600)] = 0
