@@ -132,7 +132,11 @@ class HttpUser:
         for this user after *cursor* (or a re-sync is due), False when *wait_seconds*
         passed with nothing new. Applies nothing: run the normal pull next (it reuses this
         answer). The device's own pushes never end the wait. The server caps the wait at
-        server.live_wait_max_seconds; TransportError as for any request."""
+        server.live_wait_max_seconds; TransportError as for any request.
+
+        Pass the cursor of the store's last pull (Inbox.cursor): entries of this device's
+        own origin after it are not news, so a conversation another device changed and
+        this device's push then touched again waits for the next change or sync."""
         answer = self.transport.call("/v1/pull", {
             "cursor": cursor, "origin": self.transport.origin, "wait_seconds": wait_seconds,
         }, read_timeout=wait_seconds + WAIT_MARGIN_S)

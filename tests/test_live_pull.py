@@ -257,3 +257,45 @@ def test_stopping_the_server_answers_waiting_pulls_at_once(
     assert not waiting.result()["changed"]
     assert time.monotonic() - t0 < 5
 
+
+
+def test_wait_then_the_engines_pull_brings_a_web_app_row_into_the_store_within_a_second(
+        tmp_path: Path, server: ServerProc, remote_dsn: str) -> None:
+    """The daemon's live loop, by hand: wait_for_changes on the engine's own transport, then
+    the engine's normal sync (which reuses the live answer). Commit → local store."""
+    from localstore.inbox import Inbox
+    from tests.auth_standin import AuthStandIn
+    from tests.test_http_sync import PASSWORD, HttpDevice
+
+    auth = AuthStandIn(
+        users={"alice@example.com": (ALICE, PASSWORD)},
+        make_access_token=lambda user, exp: hs_token(user, exp_in=exp - time.time()),
+    ).start()
+    desktop = HttpDevice(tmp_path / "desktop" / "chatsync.db", server, auth)
+    try:
+        push(server, ALICE, "devA", conversations=[conversation("C1", ALICE)])
+        desktop.sync()
+        user = desktop.engine.transport.as_user(ALICE, "alice@example.com")
+        latencies = []
+        for i in range(10):
+            cursor = Inbox(desktop.engine.local).cursor(ALICE)
+            assert cursor is not None
+            committed: list[float] = []
+            timer = threading.Timer(
+                0.2, lambda i=i, done=committed: done.append(
+                    _webapp_insert(remote_dsn, f"L{i}")))
+            timer.start()
+            assert user.wait_for_changes(cursor, 10)
+            report = desktop.sync()
+            landed = time.monotonic()
+            timer.join()
+            assert report.pulled == 1
+            assert desktop.store.message(f"L{i}").content == "from the web"
+            latencies.append(landed - committed[0])
+        print(f"\nweb-app commit -> row in the device's store (wait + engine sync): p50 "
+              f"{statistics.median(latencies) * 1000:.1f} ms, "
+              f"max {max(latencies) * 1000:.1f} ms")
+        assert max(latencies) < 1.0
+    finally:
+        desktop.close()
+        auth.stop()
