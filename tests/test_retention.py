@@ -9,6 +9,7 @@ has, and ends equal to the remote — also when the re-sync is interrupted halfw
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from daemon.engine import store_origin
 from daemon.pulling import pull_into
@@ -292,3 +295,126 @@ def test_http_device_resyncs_through_the_server(
         auth.stop()
 
 
+
+
+# --- property: any interleaving of remote and local changes, any page size, any point of
+# interruption, in a database whose collation does not order ids by bytes ---------------
+
+ID_ALPHABET = "aAbB-_.z9é"
+
+
+@pytest.fixture(scope="module")
+def icu_dsn(admin_dsn: str) -> Iterator[str]:
+    """A database ordering text by en-US rules ('B' < 'a' is false there), unlike SQLite."""
+    from psycopg import sql
+
+    from remote.migrate import migrate
+    from tests import pg
+
+    name = f"chatsync_icu_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu "
+                             "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'").format(
+                                 sql.Identifier(name)))
+    dsn = pg.dsn_for(admin_dsn, name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        migrate(conn)
+        assert conn.execute("SELECT 'B' < 'a'").fetchone()[0] is False
+    yield dsn
+    pg.drop_database(admin_dsn, name)
+
+
+def _user_view(store_conn: Any, remote_conn: psycopg.Connection | None, user: str
+               ) -> dict[str, Any]:
+    if remote_conn is not None:
+        rows = remote_conn.execute(
+            "SELECT m.id, m.content FROM chat_messages m JOIN chat_sessions s "
+            "ON s.id = m.session_id WHERE s.user_id = %s", (user,)).fetchall()
+        convs = remote_conn.execute("SELECT id FROM chat_sessions WHERE user_id = %s",
+                                    (user,)).fetchall()
+    else:
+        rows = store_conn.execute(
+            "SELECT m.id, m.content FROM messages m JOIN conversations c "
+            "ON c.id = m.conversation_id WHERE c.user_id = ?", (user,)).fetchall()
+        convs = store_conn.execute("SELECT id FROM conversations WHERE user_id = ?",
+                                   (user,)).fetchall()
+    return {"messages": {r[0]: r[1] for r in rows}, "conversations": {r[0] for r in convs}}
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_resync_converges_for_any_changes_pages_and_interruption(
+        icu_dsn: str, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    ids = st.text(ID_ALPHABET, min_size=1, max_size=4)
+    first = data.draw(st.lists(ids, min_size=1, max_size=12, unique=True), "first")
+    user = str(uuid.uuid4())
+    conv, other = f"c-{user[:8]}", f"d-{user[:8]}"
+    prefix = user[:4]  # message ids are global: keep each example's apart, same byte order
+    mid = {i: f"{prefix}{i}" for i in first}
+    with psycopg.connect(icu_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO public.profiles (id, email) VALUES (%s, 'p@x')", (user,))
+        conn.execute("INSERT INTO public.chat_sessions (id, user_id) VALUES (%s, %s), "
+                     "(%s, %s)", (conv, user, other, user))
+        for i in first:
+            conn.execute("INSERT INTO public.chat_messages (id, session_id, role, content) "
+                         "VALUES (%s, %s, 'user', 'v1')", (mid[i], conv))
+    device = Device(tmp_path_factory.mktemp("dev") / "chatsync.db", icu_dsn)
+    try:
+        device.store.sign_in(user, "p@x")
+        device.sync()
+        # The remote moves on while the device is away...
+        remote_deleted = data.draw(st.sets(st.sampled_from(first)), "remote_deleted")
+        remote_edited = data.draw(st.sets(st.sampled_from(first)), "remote_edited")
+        added = data.draw(st.lists(ids.filter(lambda i: i not in mid), max_size=5,
+                                   unique=True), "remote_added")
+        drop_other = data.draw(st.booleans(), "drop_other")
+        # ...and the device edits and deletes locally.
+        local_edited = data.draw(st.sets(st.sampled_from(first)), "local_edited")
+        local_deleted = data.draw(st.sets(st.sampled_from(first)), "local_deleted")
+        with psycopg.connect(icu_dsn, autocommit=True) as conn:
+            for i in remote_edited:
+                conn.execute("UPDATE public.chat_messages SET content = 'remote' "
+                             "WHERE id = %s", (mid[i],))
+            for i in remote_deleted:
+                conn.execute("DELETE FROM public.chat_messages WHERE id = %s", (mid[i],))
+            for i in added:
+                conn.execute("INSERT INTO public.chat_messages (id, session_id, role, "
+                             "content) VALUES (%s, %s, 'user', 'new')", (prefix + i, conv))
+            if drop_other:
+                conn.execute("DELETE FROM public.chat_sessions WHERE id = %s", (other,))
+            # Always something after the device's cursor, so its pruning forces a re-sync.
+            conn.execute("INSERT INTO public.chat_messages (id, session_id, role, content) "
+                         "VALUES (%s, %s, 'user', 'marker')", (f"{prefix}~remote", conv))
+        for i in local_edited - local_deleted:
+            device.store.update_message(mid[i], content="local")
+        for i in local_deleted:
+            device.store.delete_message(mid[i])
+        device.store.add_message(conv, "user", "only here", id=f"{prefix}~local")
+        age_feed(icu_dsn)
+        assert prune_now(icu_dsn)
+        # An interrupted re-sync first, at any page, then the next sync finishes it.
+        page_size = data.draw(st.integers(1, 4), "page_size")
+        cut = data.draw(st.integers(0, 5), "interrupt_after_pages")
+        transport = DirectTransport(icu_dsn, store_origin(device.path))
+        inbox = Inbox(device.engine.local)
+        try:
+            with pytest.raises(Interrupted):
+                pull_into(CutAfter(transport.as_user(user, "p@x"), cut),  # type: ignore[arg-type]
+                          user, inbox, page_size=page_size)
+        finally:
+            transport.disconnect()
+        device.engine.pull_page_size = page_size
+        device.sync()
+        with psycopg.connect(icu_dsn, autocommit=True) as conn:
+            remote = _user_view(None, conn, user)
+        local = _user_view(device.engine.local, None, user)
+        assert local == remote
+        assert dirty_count(device.store) == 0
+        # Local edits reached the remote unless the row was deleted there (deletion wins).
+        for i in local_edited - local_deleted - remote_deleted:
+            assert remote["messages"][mid[i]] == "local"
+        assert not {mid[i] for i in local_deleted} & set(remote["messages"])
+        assert f"{prefix}~local" in remote["messages"]
+    finally:
+        device.close()
