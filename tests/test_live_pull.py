@@ -299,3 +299,29 @@ def test_wait_then_the_engines_pull_brings_a_web_app_row_into_the_store_within_a
     finally:
         desktop.close()
         auth.stop()
+
+
+def test_two_instances_a_push_through_one_wakes_a_pull_waiting_on_the_other(
+        tmp_path: Path, server: ServerProc, remote_dsn: str) -> None:
+    """No state in the server: each instance LISTENs itself, PostgreSQL does the rest."""
+    other = ServerProc(tmp_path, remote_dsn, secret=HS_SECRET).start(workers=2)
+    try:
+        wait_for(lambda: _listeners(remote_dsn) == 3, 15, "three listeners (1 + 2 workers)")
+        cursor = _setup(server, remote_dsn)
+        for round_ in range(4):  # several requests, so both workers of `other` serve some
+            waiting = Waiting(other, ALICE, "devB", cursor, 15)
+            pushed = time.monotonic()
+            push(server, ALICE, "devA", messages=[message(f"X{round_}", "C1")])
+            answer = waiting.result()
+            assert [m["id"] for m in answer["messages"]] == [f"X{round_}"]
+            assert waiting.at - pushed < 1.0
+            cursor = answer["cursor"]
+    finally:
+        other.stop()
+
+
+def _listeners(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                                "application_name = %s AND datname = current_database()",
+                                (LISTENER_APP,)).fetchone()[0])

@@ -46,6 +46,10 @@ CHANNEL = "chatsync_feed"
 LISTEN = "LISTEN chatsync_feed"
 # Reconnect after 0.5 s, 1 s, 2 s … never more than this apart (with jitter).
 RECONNECT_MAX_S = 10.0
+# After a reconnect every waiter re-checks the feed, spread over up to this long (about
+# RECHECKS_PER_S re-checks per second), so a reconnect does not storm the pool.
+RECHECK_SPREAD_MAX_S = 2.0
+RECHECKS_PER_S = 1000.0
 # TCP keepalives find a silently dead listener connection without any query.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
               "keepalives_count": 3}
@@ -96,11 +100,19 @@ class Waiters:
             if waiter.origin is None or waiter.origin != origin:
                 waiter.event.set()
 
-    def wake_all(self) -> None:
-        """Notifications may have been missed: every waiter checks the feed again."""
+    def wake_all(self, *, spread_s: float = 0.0) -> None:
+        """Notifications may have been missed: every waiter checks the feed again.
+
+        With *spread_s*, the wake-ups are spread at random over that long, so thousands of
+        waiters re-checking after a reconnect queue on the pool a few at a time instead of
+        all at once (which could time them out into 503s)."""
+        loop = asyncio.get_running_loop() if spread_s > 0 else None
         for group in self._by_user.values():
             for waiter in group:
-                waiter.event.set()
+                if loop is None:
+                    waiter.event.set()
+                else:
+                    loop.call_later(random.uniform(0, spread_s), waiter.event.set)
 
 
 def close_on_shutdown_signal(waiters: Waiters) -> None:
@@ -161,7 +173,8 @@ class Listener:
                     delay = 0.5
                     # LISTEN is in place: whatever committed while we were away is found
                     # by the waiters' own check of the feed.
-                    self.waiters.wake_all()
+                    self.waiters.wake_all(spread_s=min(RECHECK_SPREAD_MAX_S,
+                                                       len(self.waiters) / RECHECKS_PER_S))
                     async for note in conn.notifies():
                         self.waiters.notify(note.payload)
             except asyncio.CancelledError:
