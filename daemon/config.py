@@ -108,6 +108,16 @@ class ServerConfig(_Section):
     # an unknown kid refetches the JWKS at most this often (a flood of made-up kids must
     # not turn into a flood of fetches)
     jwks_refetch_seconds: float = Field(30, ge=0)
+    # The one LISTEN connection per server process (live pulls). Must be a direct session
+    # connection: a transaction-mode pooler cannot carry LISTEN. "" = dsn.
+    listen_dsn: str = ""
+    # The longest a pull with wait_seconds is held open when nothing is new.
+    live_wait_max_seconds: float = Field(30, ge=0, le=3600)
+    # Change-feed entries older than this are pruned; a device whose cursor is older
+    # re-syncs in full.
+    feed_retention_seconds: float = Field(30 * 24 * 3600, gt=0)
+    # How often each server process tries to prune (one instance at a time does it).
+    feed_prune_interval_seconds: float = Field(3600, gt=0)
 
     @field_validator("listen")
     @classmethod

@@ -105,6 +105,23 @@ INSERT OR REPLACE INTO pull_resume (user_id, horizon, after_message_id) VALUES (
 """
 DROP_RESUME = "DELETE FROM pull_resume WHERE user_id = ?"
 CONFLICT_COUNTS = "SELECT resolution, count(*) FROM conflicts GROUP BY resolution"
+# A re-sync (the remote's feed no longer covers our cursor): the user's CLEAN local rows the
+# full pull did not bring are gone remotely. Dirty rows, and conversations holding dirty
+# messages, stay for the push. Messages are judged one page range at a time, in the byte
+# order of ids (SQLite's BINARY, as the remote pages them for a re-sync).
+UNSEEN_CLEAN_CONVERSATIONS = """
+SELECT c.id FROM conversations AS c
+WHERE c.user_id = :user_id AND c.rev <= c.synced_rev
+  AND c.id NOT IN (SELECT value FROM json_each(:seen))
+  AND NOT EXISTS (SELECT 1 FROM messages AS m
+                  WHERE m.conversation_id = c.id AND m.rev > m.synced_rev)
+"""
+UNSEEN_CLEAN_MESSAGES = """
+SELECT m.id FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+WHERE c.user_id = :user_id AND m.rev <= m.synced_rev
+  AND (:after IS NULL OR m.id > :after) AND (:upto IS NULL OR m.id <= :upto)
+  AND m.id NOT IN (SELECT value FROM json_each(:seen))
+"""
 UPSERT_STATS = f"""
 INSERT INTO server_conversation_stats (conversation_id, {", ".join(STATS_COLUMNS)})
 VALUES (:id, {", ".join(":" + c for c in STATS_COLUMNS)})
@@ -192,13 +209,48 @@ class Inbox:
     ) -> Applied:
         """Apply pulled conversations, then retry the messages held for want of them."""
         with _applying_remote(self.conn):
-            batch = _Batch(self.conn, CONVERSATIONS, rows)
-            done = batch.apply()
-            if batch.arrived:
-                waiting = [json.loads(r[0]) for r in self.conn.execute(
-                    HELD_MESSAGES_OF, (json.dumps(batch.arrived),))]
-                if waiting:
-                    done.add(_Batch(self.conn, MESSAGES, waiting).apply())
+            return self._conversations(rows, resume)
+
+    def _conversations(self, rows: Sequence[dict[str, Any]], resume: Resume | None) -> Applied:
+        batch = _Batch(self.conn, CONVERSATIONS, rows)
+        done = batch.apply()
+        if batch.arrived:
+            waiting = [json.loads(r[0]) for r in self.conn.execute(
+                HELD_MESSAGES_OF, (json.dumps(batch.arrived),))]
+            if waiting:
+                done.add(_Batch(self.conn, MESSAGES, waiting).apply())
+        if resume is not None:
+            resume.save(self.conn)
+        return done
+
+    # --- a re-sync: the full pull that also drops what the remote no longer has ----------
+
+    def resync_conversations(
+        self, user_id: str, rows: Sequence[dict[str, Any]], *, resume: Resume
+    ) -> Applied:
+        """All of the user's remote conversations: the clean local ones not among them are
+        removed (as a remote delete), then these are applied; one transaction."""
+        with _applying_remote(self.conn):
+            gone = [r[0] for r in self.conn.execute(UNSEEN_CLEAN_CONVERSATIONS, {
+                "user_id": user_id.lower(), "seen": json.dumps([r["id"] for r in rows])})]
+            done = _Batch(self.conn, CONVERSATIONS, [{"id": i, "deleted": 1} for i in gone]
+                          ).apply()
+            done.add(self._conversations(rows, resume))
+            return done
+
+    def resync_messages(
+        self, user_id: str, rows: Sequence[dict[str, Any]], *, after: str | None,
+        upto: str | None, resume: Resume | None,
+    ) -> Applied:
+        """One page of the re-sync's messages, ids in (*after*, *upto*] (None: unbounded):
+        the clean local messages of that range not in the page are removed, the page is
+        applied and *resume* saved; one transaction, so an interruption redoes the range."""
+        with _applying_remote(self.conn):
+            gone = [r[0] for r in self.conn.execute(UNSEEN_CLEAN_MESSAGES, {
+                "user_id": user_id.lower(), "after": after, "upto": upto,
+                "seen": json.dumps([r["id"] for r in rows])})]
+            done = _Batch(self.conn, MESSAGES, [{"id": i, "deleted": 1} for i in gone]).apply()
+            done.add(_Batch(self.conn, MESSAGES, rows).apply())
             if resume is not None:
                 resume.save(self.conn)
             return done

@@ -19,6 +19,7 @@ import functools
 import gzip
 import json
 import ssl
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 import httpx
 
 from localstore.outbox import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, Kind, Refusal
-from remote.pull import Changes
+from remote.pull import Changes, ResyncRequired
 from remote.push import BatchResult, BeforeCommit, unstorable
 from remote.transport import TransportError
 
@@ -39,6 +40,11 @@ GZIP_LEVEL = 1
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # What the server pushes in flight under, as far as the device can know before its answer.
 UNKNOWN_XID = ""
+# A waiting pull's HTTP read timeout is its wait plus this: the server answers at the end of
+# the wait (capped by server.live_wait_max_seconds), never later than the wait asked for.
+WAIT_MARGIN_S = 30.0
+# How long a live pull's answer may stand in for the normal pull that follows it.
+LIVE_ANSWER_FRESH_S = 10.0
 
 
 class AccessTokens(Protocol):
@@ -53,6 +59,9 @@ class HttpTransport:
         self.tokens = tokens
         self.origin = origin
         self._http: httpx.Client | None = None
+        # The last live pull's answer, (user, cursor, answer, when): the engine's pull that
+        # follows it from the same cursor uses it instead of asking again.
+        self.live_answer: tuple[str, str, dict[str, Any], float] | None = None
 
     def as_user(self, user_id: str, email: str) -> HttpUser:
         if self._http is None:
@@ -65,7 +74,8 @@ class HttpTransport:
             self._http.close()
             self._http = None
 
-    def call(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+    def call(self, route: str, body: dict[str, Any], *,
+             read_timeout: float | None = None) -> dict[str, Any]:
         """POST *body* as the signed-in user; the answer's JSON, or TransportError."""
         assert self._http is not None
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -75,8 +85,12 @@ class HttpTransport:
         token = self.tokens.access_token()
         for attempt in (1, 2):
             try:
-                r = self._http.post(route, content=data,
-                                    headers={**headers, "Authorization": f"Bearer {token}"})
+                r = self._http.post(
+                    route, content=data,
+                    headers={**headers, "Authorization": f"Bearer {token}"},
+                    timeout=TIMEOUT if read_timeout is None
+                    else httpx.Timeout(TIMEOUT.connect, read=read_timeout,
+                                       write=TIMEOUT.write, pool=TIMEOUT.pool))
             except httpx.HTTPError as exc:
                 raise TransportError(f"cannot reach the sync server at {self.url}: "
                                      f"{type(exc).__name__}", transient=True) from None
@@ -137,6 +151,24 @@ class HttpUser:
         self.transport = transport
         self.user_id = user_id
 
+    def wait_for_changes(self, cursor: str, wait_seconds: float) -> bool:
+        """One live pull: True as soon as another device or the web app changed something
+        for this user after *cursor* (or a re-sync is due), False when *wait_seconds*
+        passed with nothing new. Applies nothing: run the normal pull next (it reuses this
+        answer). The device's own pushes never end the wait. The server caps the wait at
+        server.live_wait_max_seconds; TransportError as for any request.
+
+        Pass the cursor of the store's last pull (Inbox.cursor): entries of this device's
+        own origin after it are not news, so a conversation another device changed and
+        this device's push then touched again waits for the next change or sync."""
+        answer = self.transport.call("/v1/pull", {
+            "cursor": cursor, "origin": self.transport.origin, "wait_seconds": wait_seconds,
+        }, read_timeout=wait_seconds + WAIT_MARGIN_S)
+        if answer["changed"]:
+            self.transport.live_answer = (self.user_id, cursor, answer, time.monotonic())
+            return True
+        return False
+
     def ensure_profile(self) -> None:
         """The server makes sure of the profile with every push."""
 
@@ -181,30 +213,51 @@ class HttpUser:
     @contextmanager
     def read_changes(
         self, since: str | None, *, page_size: int, after_message_id: str | None = None,
+        byte_order: bool = False,
     ) -> Iterator[Changes | None]:
-        first = self._pull(since, page_size, after_message_id, messages_only=False)
+        first = self._live_answer(since, after_message_id)
+        if first is None:
+            first = self._pull(since, page_size, after_message_id, messages_only=False,
+                               byte_order=byte_order)
+        if first.get("resync"):
+            raise ResyncRequired
         if not first["changed"]:
             yield None
             return
         yield Changes(horizon=first["cursor"], full=first["full"],
                       conversations=first["conversations"],
                       message_count=int(first["message_count"]),
-                      messages=self._pages(first, page_size))
+                      messages=self._pages(first, page_size, byte_order))
 
-    def _pages(self, page: dict[str, Any], page_size: int) -> Iterator[list[dict[str, Any]]]:
+    def _live_answer(self, since: str | None, after: str | None) -> dict[str, Any] | None:
+        live, self.transport.live_answer = self.transport.live_answer, None
+        if live is None or since is None or after is not None:
+            return None
+        user_id, cursor, answer, at = live
+        if (user_id, cursor) != (self.user_id, since) \
+                or time.monotonic() - at > LIVE_ANSWER_FRESH_S:
+            return None
+        return answer  # an incremental window, answered whole: a valid pull from *since*
+
+    def _pages(self, page: dict[str, Any], page_size: int,
+               byte_order: bool) -> Iterator[list[dict[str, Any]]]:
         while True:
             if page["messages"]:
                 yield page["messages"]
             if not page["more"]:
                 return
-            page = self._pull(None, page_size, page["messages"][-1]["id"], messages_only=True)
+            page = self._pull(None, page_size, page["messages"][-1]["id"], messages_only=True,
+                              byte_order=byte_order)
 
     def _pull(self, since: str | None, page_size: int, after: str | None, *,
-              messages_only: bool) -> dict[str, Any]:
-        return self.transport.call("/v1/pull", {
+              messages_only: bool, byte_order: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "cursor": since, "page_size": page_size, "after_message_id": after,
             "messages_only": messages_only, "origin": self.transport.origin,
-        })
+        }
+        if byte_order:  # only then: a server of before re-syncs does not know the field
+            body["resync"] = True
+        return self.transport.call("/v1/pull", body)
 
     def xact_status(self, xid: str) -> str | None:
         # The server's transaction ids are not the device's to ask about (see the module's

@@ -57,10 +57,25 @@ _UNSEEN = """
  SELECT * FROM chatsync_feed.changes
   WHERE user_id = %(user_id)s AND xid = ANY (%(since_xip)s::text[]::xid8[]))
 """
+# Has the retention (remote/server/retention.py) removed an entry this cursor had not
+# seen? Every xid below the cursor's xmin was settled when it was taken; one at or above it
+# may have been unseen, so the window could miss its delete: the device must re-sync.
+_STALE = """
+EXISTS (SELECT 1 FROM chatsync_feed.pruned
+         WHERE user_id = %(user_id)s AND xid >= %(since_xmin)s::text::xid8)
+"""
 # The no-op check: is there anything in the window? One small index probe.
 PROBE = f"""
 SELECT pg_current_snapshot()::text AS horizon,
-       EXISTS (SELECT 1 FROM {_UNSEEN} AS f) AS changed
+       EXISTS (SELECT 1 FROM {_UNSEEN} AS f) AS changed, {_STALE} AS stale
+"""
+# The live pull's check (news_only): entries this engine wrote itself are not news, so a
+# device's own push does not answer its own waiting pull. The read that follows, when
+# something else is new, is the usual one (its own conversation entries included).
+NEWS_PROBE = f"""
+SELECT pg_current_snapshot()::text AS horizon,
+       EXISTS (SELECT 1 FROM {_UNSEEN} AS f
+                WHERE f.origin IS DISTINCT FROM %(origin)s) AS changed, {_STALE} AS stale
 """
 
 _SESSION_COLUMNS = """
@@ -93,6 +108,16 @@ FROM public.chat_messages AS m JOIN public.chat_sessions AS s ON s.id = m.sessio
 WHERE s.user_id = %(user_id)s AND (%(after)s::text IS NULL OR m.id > %(after)s::text)
 ORDER BY m.id
 """
+# A re-sync's full pull (byte_order): in the byte order of the ids, which is the order
+# SQLite's BINARY collation compares them in, whatever the database's collation, so the
+# device can tell which of its rows fall between two pages (daemon/pulling.py).
+ALL_MESSAGES_BYTE_ORDER = f"""
+SELECT m.id, false AS deleted, {_MESSAGE_COLUMNS}
+FROM public.chat_messages AS m JOIN public.chat_sessions AS s ON s.id = m.session_id
+WHERE s.user_id = %(user_id)s
+  AND (%(after)s::text IS NULL OR m.id COLLATE "C" > %(after)s::text COLLATE "C")
+ORDER BY m.id COLLATE "C"
+"""
 # Messages this engine pushed itself are skipped: it has them already (a conversation's
 # entry is read even then, since the push changed its server-side statistics).
 CHANGED_MESSAGES = f"""
@@ -106,12 +131,28 @@ SELECT count(*) FROM public.chat_messages AS m
 JOIN public.chat_sessions AS s ON s.id = m.session_id
 WHERE s.user_id = %(user_id)s AND (%(after)s::text IS NULL OR m.id > %(after)s::text)
 """
+COUNT_ALL_MESSAGES_BYTE_ORDER = """
+SELECT count(*) FROM public.chat_messages AS m
+JOIN public.chat_sessions AS s ON s.id = m.session_id
+WHERE s.user_id = %(user_id)s
+  AND (%(after)s::text IS NULL OR m.id COLLATE "C" > %(after)s::text COLLATE "C")
+"""
 COUNT_CHANGED_MESSAGES = f"""
 SELECT count(*) FROM {_UNSEEN} AS f
 WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s
 """
 
 MESSAGE_CURSOR = "chatsync_pull_messages"
+
+
+class ResyncRequired(Exception):
+    """The cursor is older than the feed's retention horizon: entries it had not seen were
+    pruned, so an incremental pull could miss deletes. Pull the user's rows in full instead
+    (daemon/pulling.py), keeping local edits and pending deletions."""
+
+    def __init__(self) -> None:
+        super().__init__("this device's pull cursor is older than the change feed's "
+                         "retention (server.feed_retention_seconds): re-syncing in full")
 
 
 @dataclass(slots=True)
@@ -128,23 +169,30 @@ class Changes:
 @contextmanager
 def read_changes(
     session: UserSession, since: str | None, *, page_size: int = 5000,
-    after_message_id: str | None = None,
+    after_message_id: str | None = None, news_only: bool = False, byte_order: bool = False,
 ) -> Iterator[Changes | None]:
     """Yield what changed since the cursor *since* (None: everything), or None if nothing.
 
     The remote transaction stays open while the caller consumes `messages`, so conversations
     and messages come from one snapshot. A full read starts after *after_message_id*.
+    With *news_only*, a window holding only this origin's own entries counts as nothing.
+    With *byte_order* (a re-sync), a full read pages messages in the byte order of ids.
+    Raises ResyncRequired when the retention pruned entries the cursor had not seen.
     """
     params: dict[str, Any] = {"user_id": session.user_id, "origin": session.origin,
                               "after": after_message_id}
     if since is not None:  # pg_snapshot text: xmin:xmax:xip,xip,...
-        _, xmax, xip = since.split(":")
-        params |= {"since_xmax": xmax, "since_xip": [x for x in xip.split(",") if x]}
+        xmin, xmax, xip = since.split(":")
+        params |= {"since_xmin": xmin, "since_xmax": xmax,
+                   "since_xip": [x for x in xip.split(",") if x]}
     with _snapshot(session) as conn:
         if since is None:
             params["horizon"] = conn.execute(HORIZON).fetchone()[0]
         else:
-            horizon, changed = conn.execute(PROBE, params).fetchone()
+            horizon, changed, stale = conn.execute(
+                NEWS_PROBE if news_only else PROBE, params).fetchone()
+            if stale:
+                raise ResyncRequired
             if not changed:
                 yield None
                 return
@@ -152,13 +200,16 @@ def read_changes(
         full = since is None
         conversations = _rows(conn, ALL_CONVERSATIONS if full else CHANGED_CONVERSATIONS,
                               params)
-        count_sql = COUNT_ALL_MESSAGES if full else COUNT_CHANGED_MESSAGES
+        if not full:
+            count_sql, messages_sql = COUNT_CHANGED_MESSAGES, CHANGED_MESSAGES
+        elif byte_order:
+            count_sql, messages_sql = COUNT_ALL_MESSAGES_BYTE_ORDER, ALL_MESSAGES_BYTE_ORDER
+        else:
+            count_sql, messages_sql = COUNT_ALL_MESSAGES, ALL_MESSAGES
         count = int(conn.execute(count_sql, params).fetchone()[0])
         yield Changes(
             horizon=params["horizon"], full=full, conversations=conversations,
-            message_count=count,
-            messages=_pages(conn, ALL_MESSAGES if full else CHANGED_MESSAGES, params,
-                            page_size),
+            message_count=count, messages=_pages(conn, messages_sql, params, page_size),
         )
 
 

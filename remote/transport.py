@@ -51,6 +51,7 @@ class RemoteUser(Protocol):
 
     def read_changes(
         self, since: str | None, *, page_size: int, after_message_id: str | None = None,
+        byte_order: bool = False,
     ) -> AbstractContextManager[Changes | None]: ...
 
     def xact_status(self, xid: str) -> str | None: ...
@@ -102,9 +103,10 @@ class DirectUser:
 
     def read_changes(
         self, since: str | None, *, page_size: int, after_message_id: str | None = None,
+        byte_order: bool = False,
     ) -> AbstractContextManager[Changes | None]:
         return pull.read_changes(self.session, since, page_size=page_size,
-                                 after_message_id=after_message_id)
+                                 after_message_id=after_message_id, byte_order=byte_order)
 
     def xact_status(self, xid: str) -> str | None:
         try:

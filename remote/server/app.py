@@ -7,6 +7,7 @@ bodies are `{"error": code, "detail": sentence}`, never a traceback or database 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -27,6 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from remote.server import db, handlers, metrics
 from remote.server.auth import AuthError, Identity, KeysUnavailable, Verifier
 from remote.server.body import BadEncoding, TooLarge, declared_too_large, read_capped
+from remote.server.live import Listener, Waiters, close_on_shutdown_signal
+from remote.server.retention import start_pruning
 from remote.server.settings import ServerSettings
 from remote.server.wire import PullRequest, PushRequest
 
@@ -73,16 +76,25 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         issuer=settings.issuer, refetch_s=settings.jwks_refetch_s,
     )
     pool = db.make_pool(settings.dsn, settings.pool_size, settings.pool_timeout_s)
+    waiters = Waiters()
+    listener = Listener(settings.live_dsn, waiters)
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool.open(wait=False)  # a database that is down now gives 503s, not a dead server
+        listener.start()  # connects in the background, and keeps reconnecting
+        close_on_shutdown_signal(waiters)
+        app.state.listener = listener
+        pruning = start_pruning(pool, settings.feed_retention_s, settings.feed_prune_interval_s)
         problem = await run_in_threadpool(verifier.warm_up)
         if problem:  # the auth server may be back soon: say so, answer 503 meanwhile
             log.warning("%s; requests get 503 until it can", problem)
         try:
             yield
         finally:
+            pruning.shutdown(wait=False)
+            waiters.close()  # any pull still waiting answers "no change" now
+            await listener.stop()
             pool.close()
 
     async def push(request: Request) -> Response:
@@ -91,7 +103,10 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
 
     async def pull(request: Request) -> Response:
         who, body = await _authed(request, verifier, settings, PullRequest)
-        return JSONResponse(await _db(handlers.pull_window, pool, who, body))
+        wait = min(float(body.wait_seconds), settings.live_wait_max_s)
+        if wait <= 0 or body.cursor is None or body.after_message_id is not None:
+            return JSONResponse(await _db(handlers.pull_window, pool, who, body))
+        return JSONResponse(await _live_pull(pool, waiters, who, body, wait))
 
     async def health(_: Request) -> Response:
         if await run_in_threadpool(db.healthy, pool):
@@ -166,9 +181,9 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return text or "body"
 
 
-async def _db(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+async def _db(fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> dict[str, Any]:
     try:
-        return await run_in_threadpool(fn, *args)
+        return await run_in_threadpool(fn, *args, **kw)
     except db.DatabaseDown as exc:
         log.warning("database unavailable: %s", exc)
         raise UNAVAILABLE from None
@@ -177,6 +192,35 @@ async def _db(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
 
 
 SERVER_FAULT = Problem(500, "server_error", "the server could not complete the request")
+
+
+async def _live_pull(pool: db.ConnectionPool, waiters: Waiters, who: Identity,
+                     body: PullRequest, wait_s: float) -> dict[str, Any]:
+    """A pull held open until another origin's change for this user commits (live.py).
+
+    Registered before each check of the feed, so a commit notified during the check is not
+    slept through; between checks it holds no pooled connection and runs no query.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    with waiters.waiting(who.user_id, body.origin) as waiter:
+        metrics.LIVE_WAITING.inc()
+        try:
+            while True:
+                waiter.event.clear()
+                answer = await _db(handlers.pull_window, pool, who, body, news_only=True)
+                if answer["changed"]:
+                    metrics.LIVE_WAKEUPS.inc()
+                    return answer
+                left = deadline - loop.time()
+                if left <= 0 or waiters.closing:
+                    return answer
+                try:
+                    await asyncio.wait_for(waiter.event.wait(), left)
+                except TimeoutError:
+                    return answer
+        finally:
+            metrics.LIVE_WAITING.dec()
 
 
 async def _problem(_: Request, exc: Exception) -> Response:

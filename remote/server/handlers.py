@@ -74,20 +74,39 @@ def _kind_result(result: push.BatchResult) -> dict[str, Any]:
     }
 
 
-def pull_window(pool: ConnectionPool, who: Identity, req: PullRequest) -> dict[str, Any]:
+def unchanged(req: PullRequest) -> dict[str, Any]:
+    """The answer to a pull that found nothing new: the cursor stays."""
+    return {"changed": False, "full": False, "cursor": req.cursor, "more": False,
+            "message_count": 0, "conversations": [], "messages": []}
+
+
+def pull_window(pool: ConnectionPool, who: Identity, req: PullRequest, *,
+                news_only: bool = False) -> dict[str, Any]:
     """What changed after the cursor, in one snapshot.
+
+    With *news_only* (a live pull's check), the device's own entries alone are no change.
+    A cursor older than the feed's retention gets `resync: true` and no rows.
 
     A full pull (no cursor) is paged by message id: each response carries at most
     `page_size` messages and `more`; the device asks again with `after_message_id`, which is
     the direct mode's resumable first pull (the device keeps the first page's cursor). An
     incremental window is answered whole.
     """
+    try:
+        return _pull_window(pool, who, req, news_only)
+    except pull.ResyncRequired:
+        metrics.RESYNCS.inc()
+        return unchanged(req) | {"changed": True, "resync": True}
+
+
+def _pull_window(pool: ConnectionPool, who: Identity, req: PullRequest,
+                 news_only: bool) -> dict[str, Any]:
     with _database(), user_session(pool, who, req.origin) as session, \
             pull.read_changes(session, req.cursor, page_size=req.page_size,
-                              after_message_id=req.after_message_id) as changes:
+                              after_message_id=req.after_message_id,
+                              news_only=news_only, byte_order=req.resync) as changes:
         if changes is None:
-            return {"changed": False, "full": False, "cursor": req.cursor, "more": False,
-                    "message_count": 0, "conversations": [], "messages": []}
+            return unchanged(req)
         conversations = [] if req.messages_only else changes.conversations
         if changes.full:
             messages = next(changes.messages, [])

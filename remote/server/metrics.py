@@ -39,6 +39,16 @@ POOL_IN_USE = Gauge(
     multiprocess_mode="livesum",
 )
 
+RESYNCS = Counter("chatsync_server_resyncs_total",
+                  "Pulls told to re-sync: cursor older than the feed's retention")
+LIVE_WAITING = Gauge("chatsync_server_live_waiting", "Pulls waiting for a change",
+                     multiprocess_mode="livesum")
+LIVE_WAKEUPS = Counter("chatsync_server_live_wakeups_total",
+                       "Waiting pulls answered with a change")
+LISTENER_CONNECTS = Counter("chatsync_server_listener_connects_total",
+                            "LISTEN connections made (the first, then reconnects)")
+FEED_PRUNED = Counter("chatsync_server_feed_pruned_total", "Change-feed entries pruned")
+
 
 def exposition() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

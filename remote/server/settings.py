@@ -26,6 +26,15 @@ class ServerSettings:
     max_body_bytes: int
     pool_timeout_s: float
     jwks_refetch_s: float
+    listen_dsn: str = field(repr=False, default="")  # "" = dsn
+    live_wait_max_s: float = 30.0
+    feed_retention_s: float = 30 * 24 * 3600.0
+    feed_prune_interval_s: float = 3600.0
+
+    @property
+    def live_dsn(self) -> str:
+        """The session connection the listener uses (LISTEN needs one, not a pooler)."""
+        return self.listen_dsn or self.dsn
 
     @classmethod
     def from_config(cls, server: ServerConfig, dsn: str) -> ServerSettings:
@@ -35,7 +44,10 @@ class ServerSettings:
             jwt_secret=server.jwt_secret.get_secret_value(), audience=server.audience,
             issuer=server.issuer, pool_size=server.pool_size,
             max_body_bytes=server.max_body_bytes, pool_timeout_s=server.pool_timeout_seconds,
-            jwks_refetch_s=server.jwks_refetch_seconds,
+            jwks_refetch_s=server.jwks_refetch_seconds, listen_dsn=server.listen_dsn,
+            live_wait_max_s=server.live_wait_max_seconds,
+            feed_retention_s=server.feed_retention_seconds,
+            feed_prune_interval_s=server.feed_prune_interval_seconds,
         )
 
 

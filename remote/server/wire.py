@@ -85,6 +85,11 @@ class PullRequest(_Wire):
     # a full pull's next page: the messages after this id (see handlers.pull_window)
     after_message_id: StrictStr | None = None
     messages_only: bool = False  # the conversations came with the first page
+    # A re-sync's full pull: messages paged in the byte order of their ids (see pull.py)
+    resync: bool = False
+    # A live pull: when nothing from another origin is new after the cursor, hold the
+    # request up to this long (capped by server.live_wait_max_seconds) until something is.
+    wait_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=3600)] = 0
 
 
 def row_dict(row: ConversationRow | MessageRow) -> dict[str, Any]:
@@ -108,5 +113,10 @@ def row_dict(row: ConversationRow | MessageRow) -> dict[str, Any]:
 #    "conversations": [row], "messages": [row]}   rows as remote/pull.py yields them
 #   A full pull is paged by message id: while "more", ask again with after_message_id (the
 #   last id received) and messages_only; keep the first page's cursor.
+#   With wait_seconds (and a cursor): answered as soon as another origin's change for the
+#   user commits, else {"changed": false, …, "cursor": the request's} when the wait ends.
+#   {"resync": true, "changed": true, "cursor": the request's, …no rows}: the cursor is older
+#   than the feed's retention; pull in full (no cursor) and drop the local clean rows the
+#   full pull does not bring (daemon/pulling.py). Absent otherwise.
 # Errors (any status >= 400)
 #   {"error": code, "detail": sentence} (+ "field": "messages[3].rev" on 422)
