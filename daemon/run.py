@@ -14,7 +14,8 @@ from daemon import metrics, settings, systemd
 from daemon.backoff import Backoff
 from daemon.config import Config
 from daemon.control import ControlServer
-from daemon.engine import SyncEngine
+from daemon.engine import SyncEngine, store_origin
+from daemon.live import LiveListener
 from daemon.lock import StoreLock
 from daemon.progress import TerminalProgress
 from daemon.report import SyncReport
@@ -32,6 +33,8 @@ STOP_BOUND_S = 10.0
 # How long POST /sync waits for its sync before answering "still running".
 SYNC_REQUEST_TIMEOUT_S = 600.0
 BACKOFF_BASE_S = 1.0
+# How long the live listener waits for the sync it asked for before it waits again.
+LIVE_SYNC_WAIT_S = 120.0
 
 
 def configure_logging(level: str) -> None:
@@ -88,6 +91,7 @@ class Daemon:
         )
         self.schedule = Schedule(sync_cfg.interval_seconds,
                                  lambda: self.service.request("schedule"))
+        self.live = self._live_listener()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         log.info("chatsync daemon (pid %d) starting: store %s, remote %s, control socket %s",
@@ -96,6 +100,8 @@ class Daemon:
         self.watcher.start()
         self.schedule.start()
         self.control.start()
+        if self.live is not None:
+            self.live.start()
         self.started_at = now_iso()
         log.info("ready: file watching %s, a sync every %gs", self.watcher.mode,
                  sync_cfg.interval_seconds)
@@ -114,6 +120,8 @@ class Daemon:
     def _shutdown(self) -> int:
         systemd.notify("STOPPING=1")
         self.service.stop()
+        if self.live is not None:
+            self.live.stop()
         self.schedule.stop()
         self.watcher.stop()
         finished = self.service.join(STOP_BOUND_S)
@@ -130,6 +138,20 @@ class Daemon:
         self._session_conn.close()
         log.info("stopped")
         return 0
+
+    def _live_listener(self) -> LiveListener | None:
+        """In HTTP mode, one waiting pull kept open (daemon/live.py); direct mode keeps to
+        the schedule and the other triggers."""
+        if not self.config.remote.url:
+            return None
+        factory = settings.http_transport_factory(self.config)
+        origin = store_origin(self.store_path)
+
+        def sync_and_wait() -> None:
+            self.service.wait(self.service.request("live"), LIVE_SYNC_WAIT_S)
+
+        return LiveListener(self.store_path, lambda conn, path: factory(conn, path, origin),
+                            sync_and_wait)
 
     # --- sign-in, at once ----------------------------------------------------------------
     def _read_signed_in(self) -> str | None:
@@ -181,6 +203,7 @@ class Daemon:
             pid=os.getpid(), started_at=self.started_at, socket=str(self.socket_path),
             next_scheduled=next_run.isoformat(timespec="seconds") if next_run else None,
             watching=self.watcher.describe(),
+            live=self.live.describe() if self.live is not None else None,
         )
         data["daemon"] = daemon
         return data

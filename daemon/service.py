@@ -26,7 +26,9 @@ from daemon.report import SyncReport
 log = logging.getLogger("chatsync")
 
 # Several reasons can be folded into one sync; the log and metrics name the first of these.
-REASON_ORDER = ("manual", "startup", "sign-in", "sign-out", "edit", "retry", "schedule")
+REASON_ORDER = (
+    "manual", "startup", "sign-in", "sign-out", "edit", "live", "retry", "schedule",
+)
 
 SIGNED_OUT = "no one is signed in"
 # engine.sync(progress=..., should_stop=...) -> SyncEngine

@@ -107,6 +107,9 @@ def render(data: dict[str, Any], console: Console) -> None:
             table.add_row("last sync", f"{last['finished_at']} ({last['reason']}): "
                           f"{last['summary']}")
         table.add_row("next scheduled", daemon.get("next_scheduled") or "-")
+        live = daemon.get("live")
+        if live:
+            table.add_row("live changes", f"{live['state']} ({live['wakeups']} so far)")
         watching = daemon.get("watching") or {}
         table.add_row("file watching", watching.get("mode", "?") +
                       (f" ({watching['note']})" if watching.get("note") else ""))

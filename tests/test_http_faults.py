@@ -39,7 +39,8 @@ def server(tmp_path: Path, remote_dsn: str) -> Iterator[ServerProc]:
     proc.stop()
 
 
-def http_device(tmp_path: Path, store_path: Path, url: str, *, batch_size: int) -> tuple[str, Path]:
+def http_device(tmp_path: Path, store_path: Path, url: str, *, batch_size: int,
+                **sync: object) -> tuple[str, Path]:
     """A signed-in store whose only credential is its user's access token."""
     user = new_user(store_path)
     with Store(store_path) as store, store.transaction() as conn:
@@ -50,6 +51,7 @@ def http_device(tmp_path: Path, store_path: Path, url: str, *, batch_size: int) 
         "[local]", f"path = {json.dumps(str(store_path))}",
         "[remote]", f"url = {json.dumps(url)}",
         "[sync]", f"batch_size = {batch_size}",
+        *(f"{k} = {json.dumps(v)}" for k, v in sync.items()),
         "[daemon]", f"socket = {json.dumps(str(tmp_path / 'ctl.sock'))}",
     ]) + "\n")
     return user, config
@@ -122,3 +124,39 @@ def test_daemon_over_http_syncs_edits_and_tells_a_refused_session(
     with Store(store_path) as store:
         token = store.conn.execute("SELECT access_token FROM auth_session").fetchone()[0]
     assert token not in log
+
+
+def test_daemon_over_http_gets_another_devices_changes_live(
+    tmp_path: Path, store_path: Path, server: ServerProc, remote: psycopg.Connection
+) -> None:
+    """With no local trigger (no file watching, an hour's schedule), a message the web app
+    writes reaches the store within a second or two; the device's own push wakes nothing."""
+    user, config = http_device(tmp_path, store_path, server.url, batch_size=100,
+                               interval_seconds=3600)
+    fill(store_path, user, conversations=1, per_conversation=2)
+    d = Daemon(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="off").start()
+    try:
+        wait_for(lambda: (d.status()["daemon"]["live"] or {}).get("state") == "live", 30,
+                 "the live pull to be open")
+        assert remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0] == 2
+        # Its own push (through sync-now) is not news to it.
+        fill(store_path, user, conversations=1, per_conversation=1, tag="own")
+        assert cli(config, "sync-now").returncode == 0
+        time.sleep(1.5)
+        assert d.status()["daemon"]["live"]["wakeups"] == 0
+        # The web app writes a message: it arrives without any local trigger.
+        started = time.monotonic()
+        remote.execute(
+            "INSERT INTO chat_messages (id, session_id, role, content) "
+            "VALUES ('msg_web', 'conv_0', 'assistant', 'written by the web app')")
+        with Store(store_path) as store:
+            wait_for(lambda: store.conn.execute(
+                "SELECT 1 FROM messages WHERE id = 'msg_web'").fetchone() is not None,
+                10, "the web app's message in the store")
+        elapsed = time.monotonic() - started
+        assert elapsed < 3, elapsed
+        live = d.status()["daemon"]["live"]
+        assert live["wakeups"] == 1 and live["state"] == "live"
+        assert d.stop() == 0
+    finally:
+        d.close()
