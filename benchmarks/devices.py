@@ -77,6 +77,7 @@ SELECT count(*) AS open,
        count(*) FILTER (WHERE state <> 'idle') AS busy,
        count(*) FILTER (WHERE query ILIKE 'LISTEN%%') AS listening
 FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"""
+BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
 XACTS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s"
 
 
@@ -280,6 +281,10 @@ class Sampler:
             row = await (await c.execute(XACTS, (self.dbname,))).fetchone()
             return int(row[0]) if row else 0
 
+    async def backends(self) -> list[int]:
+        async with await psycopg.AsyncConnection.connect(self.admin, autocommit=True) as c:
+            return [r[0] for r in await (await c.execute(BACKENDS, (self.dbname,))).fetchall()]
+
     async def run(self, stop: asyncio.Event) -> None:
         async with await psycopg.AsyncConnection.connect(self.admin, autocommit=True) as c:
             while not stop.is_set():
@@ -292,10 +297,27 @@ class Sampler:
                     await asyncio.wait_for(stop.wait(), 0.5)
 
 
+def scrape(url: str) -> dict[str, float]:
+    """The server's own counters (GET /metrics): requests and answer time per route."""
+    try:
+        text = httpx.get(url + "/metrics", timeout=10, trust_env=False).text
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, float] = Counter()
+    for line in text.splitlines():
+        for name, key in (("chatsync_server_request_seconds_sum", "s"),
+                          ("chatsync_server_requests_total", "n")):
+            if line.startswith(name + "{"):
+                route = line.split('route="', 1)[1].split('"', 1)[0]
+                found[f"{key} {route}"] += float(line.rsplit(" ", 1)[1])
+    return found
+
+
 @dataclass
 class Costs:
     seconds: float
     server_cpu: float
+    db_cpu: float
     pooler_cpu: float
     self_cpu: float
     machine_busy: float
@@ -304,6 +326,7 @@ class Costs:
     conns_open: int
     conns_busy: int
     listening: int
+    server: dict[str, float]  # deltas of scrape()
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -321,6 +344,9 @@ async def measure(seconds: float, server: Server, pooler: PgBouncer, sampler: Sa
                   ) -> Costs:
     """Sleep *seconds* while counting what the server, pooler and database spend."""
     pids, pooler_pids = server.pids(), [pooler.proc.pid] if pooler.proc else []
+    k0 = await asyncio.to_thread(scrape, server.url)
+    backends = await sampler.backends()  # pooled and LISTEN connections live on
+    d0 = cpu_seconds(backends)
     x0, c0, p0, s0, m0 = (await sampler.xacts(), cpu_seconds(pids), cpu_seconds(pooler_pids),
                           self_cpu(), machine_ticks())
     sampler.open_max = sampler.busy_max = sampler.listening = 0
@@ -334,13 +360,17 @@ async def measure(seconds: float, server: Server, pooler: PgBouncer, sampler: Sa
         await asyncio.sleep(min(1.0, left))
     elapsed = time.monotonic() - t0
     c1, p1, s1, m1 = cpu_seconds(pids), cpu_seconds(pooler_pids), self_cpu(), machine_ticks()
+    d1 = cpu_seconds(backends)
     stop.set()
     await sampling
     x1 = await sampler.xacts()
-    return Costs(elapsed, (c1 - c0) / elapsed * 100, (p1 - p0) / elapsed * 100,
+    k1 = await asyncio.to_thread(scrape, server.url)
+    return Costs(elapsed, (c1 - c0) / elapsed * 100, (d1 - d0) / elapsed * 100,
+                 (p1 - p0) / elapsed * 100,
                  (s1 - s0) / elapsed * 100,
                  (m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * 100 * (os.cpu_count() or 1),
-                 rss, x1 - x0, sampler.open_max, sampler.busy_max, sampler.listening)
+                 rss, x1 - x0, sampler.open_max, sampler.busy_max, sampler.listening,
+                 {k: k1[k] - k0.get(k, 0) for k in k1})
 
 
 # ---------------------------------------------------------------- one N
@@ -357,6 +387,7 @@ class Result:
     busy: Costs | None = None
     idle: Costs | None = None
     setup_errors: int = 0
+    drain_s: float = 0.0
 
 
 def pct(values: list[float], p: float) -> float:
@@ -423,8 +454,13 @@ async def one_n(args: argparse.Namespace, n: int, *, pushing: bool, server: Serv
             result.busy = await measure(args.duration, server, pooler, sampler)
             run.window.ended = time.time()
             run.pushing = False
-            await asyncio.sleep(3)  # the last pushes reach the other devices
+            # Pushes still queued finish (and reach the other devices) before idling starts.
+            pushers = tasks[n:]
+            t = time.monotonic()
+            await asyncio.wait(pushers, timeout=180)
+            await asyncio.sleep(3)
             run.window.recording = False
+            result.drain_s = time.monotonic() - t - 3
             w = run.window
             result.pushes_per_s = len(w.push_ms) / (w.ended - w.started)
             result.push_ms, result.deliver_ms, result.errors = w.push_ms, w.deliver_ms, w.errors
@@ -452,8 +488,9 @@ def table(results: list[Result]) -> str:
     lines = [
         "| devices | pull | pushes/s | push p50 / p95 / p99 ms | commit→device p50 / p99 ms"
         " (n) | errors | server CPU % | server RSS MB | PG conns open / busy / LISTEN"
-        " | DB xact/s | xact per push | pooler CPU % | generator CPU % | machine busy % |",
-        "|---:|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        " | DB xact/s | xact per push | PostgreSQL CPU % | pooler CPU % | generator CPU %"
+        " | machine busy % |",
+        "|---:|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         mode = "live" if r.live else "1 s polling"
@@ -467,7 +504,8 @@ def table(results: list[Result]) -> str:
                 f"{fmt(pct(r.deliver_ms, 99))} ({len(r.deliver_ms):,}) | "
                 f"{sum(r.errors.values()) + r.setup_errors} | {fmt(b.server_cpu, 1)} | "
                 f"{fmt(b.server_rss)} | {b.conns_open} / {b.conns_busy} / {b.listening} | "
-                f"{fmt(b.xacts / b.seconds, 1)} | {fmt(per_push, 2)} | {fmt(b.pooler_cpu, 1)} |"
+                f"{fmt(b.xacts / b.seconds, 1)} | {fmt(per_push, 2)} | {fmt(b.db_cpu, 1)} | "
+                f"{fmt(b.pooler_cpu, 1)} |"
                 f" {fmt(b.self_cpu, 1)} | {fmt(b.machine_busy)} |")
         if r.idle:
             i = r.idle
@@ -476,7 +514,26 @@ def table(results: list[Result]) -> str:
                 f"{sum(r.errors.values()) + r.setup_errors if not r.busy else ''} | "
                 f"{fmt(i.server_cpu, 1)} | {fmt(i.server_rss)} | "
                 f"{i.conns_open} / {i.conns_busy} / {i.listening} | {fmt(i.xacts / i.seconds, 1)}"
-                f" | | {fmt(i.pooler_cpu, 1)} | {fmt(i.self_cpu, 1)} | {fmt(i.machine_busy)} |")
+                f" | | {fmt(i.db_cpu, 1)} | {fmt(i.pooler_cpu, 1)} | {fmt(i.self_cpu, 1)} | "
+                f"{fmt(i.machine_busy)} |")
+    return "\n".join(lines)
+
+
+def server_side(results: list[Result]) -> str:
+    """What the server itself counted: requests per second and its own answer time."""
+    lines = []
+    for r in results:
+        for phase, c in (("pushing", r.busy), ("idle", r.idle)):
+            if c is None or not c.server:
+                continue
+            k = c.server
+            n_push, n_pull = k.get("n /v1/push", 0), k.get("n /v1/pull", 0)
+            mean = k.get("s /v1/push", 0) / n_push * 1000 if n_push else float("nan")
+            drained = f" (the last pushes drained {r.drain_s:.1f} s after the window)" \
+                if phase == "pushing" and r.drain_s > 1 else ""
+            lines.append(f"{r.devices:,} {phase}{drained}: {n_push / c.seconds:,.1f} push/s and "
+                         f"{n_pull / c.seconds:,.1f} pull/s answered; push answered in "
+                         f"{fmt(mean, 1)} ms on average inside the server")
     return "\n".join(lines)
 
 
@@ -566,7 +623,7 @@ async def run_all(args: argparse.Namespace, pooler: PgBouncer, dbname: str, dire
         finally:
             await asyncio.to_thread(server.stop)
             servers.remove(server)
-        print(table(results[-1:]), file=sys.stderr)
+        print(table(results[-1:]) + "\n" + server_side(results[-1:]), file=sys.stderr)
     return results
 
 
@@ -611,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
           f"server connections) → PostgreSQL; push every {args.interval:g} s, "
           f"{args.duration:g} s measured, idle {args.idle:g} s, wait_seconds {args.wait:g}\n")
     print(table(results))
+    print("\n" + server_side(results))
     if any(not r.live for r in results):
         print("\nThe server has no live pull (422 on wait_seconds): devices polled every "
               "second, so commit→device latency is that of 1-second polling.")
