@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import random
 import resource
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -55,6 +57,11 @@ from benchmarks.loadprocs import (
     rss_mb,
 )
 
+# httpcore tries `import sniffio` on every request; where it is not installed, each failed
+# import searches sys.path again (a tenth of the generator's CPU in a profile). None here
+# makes the import fail at once, which is what httpcore expects without sniffio (asyncio).
+sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 # Hard caps: whatever the flags say, the run stays this small.
 MAX_DEVICES = 10_000
@@ -63,7 +70,6 @@ MIN_INTERVAL_S = 0.5
 MAX_WORKERS = 4
 MAX_TOTAL_S = 3600
 LOOPBACK = "127.0.0.1"
-DEVICES_PER_CLIENT = 50  # one httpx pool per 50 devices keeps each pool's bookkeeping small
 SETUP_CONCURRENCY = 32
 POLL_EVERY_S = 1.0  # the fallback for a server without live pull
 SETTLE_S = 11.0  # > PostgreSQL's 10 s idle stats flush: the idle window gets only its own
@@ -108,6 +114,7 @@ class Run:
     wait_s: float
     live: bool = True
     pushing: bool = False
+    pull_before_push: bool = True
     window: Window = field(default_factory=Window)
 
 
@@ -233,7 +240,8 @@ class Device:
         while self.run.pushing:
             started = time.monotonic()
             try:
-                await self.pull()
+                if self.run.pull_before_push:
+                    await self.pull()
                 sent = time.time()
                 await self.call("/v1/push", {"messages": [message(self.conversation_id, sent)],
                                              "origin": self.origin})
@@ -246,6 +254,9 @@ class Device:
     def _error(self, what: str, exc: Exception) -> None:
         if self.run.window.recording:
             kind = str(exc.status) if isinstance(exc, Refused) else type(exc).__name__
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, OSError) and cause.errno:  # e.g. a reset connection
+                kind += f" ({errno.errorcode.get(cause.errno, cause.errno)})"
             self.run.window.errors[f"{what} {kind}"] += 1
 
 
@@ -270,31 +281,47 @@ def fresh_database(admin: str, root: Path) -> Iterator[str]:
 
 
 class Sampler:
-    """pg_stat_activity every half second, from the admin database (not counted)."""
+    """pg_stat_activity every half second, from the admin database (not counted).
+
+    Its two connections are made before any load starts and kept: a connection attempt
+    under full load can time out, which must not end the run.
+    """
 
     def __init__(self, admin: str, dbname: str) -> None:
         self.admin, self.dbname = admin, dbname
         self.open_max = self.busy_max = self.listening = 0
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.poller: psycopg.AsyncConnection[Any] | None = None
+
+    async def connect(self) -> None:
+        self.conn = await psycopg.AsyncConnection.connect(self.admin, autocommit=True)
+        self.poller = await psycopg.AsyncConnection.connect(self.admin, autocommit=True)
+
+    async def close(self) -> None:
+        for conn in (self.conn, self.poller):
+            if conn is not None:
+                await conn.close()
 
     async def xacts(self) -> int:
-        async with await psycopg.AsyncConnection.connect(self.admin, autocommit=True) as c:
-            row = await (await c.execute(XACTS, (self.dbname,))).fetchone()
-            return int(row[0]) if row else 0
+        assert self.conn is not None
+        row = await (await self.conn.execute(XACTS, (self.dbname,))).fetchone()
+        return int(row[0]) if row else 0
 
     async def backends(self) -> list[int]:
-        async with await psycopg.AsyncConnection.connect(self.admin, autocommit=True) as c:
-            return [r[0] for r in await (await c.execute(BACKENDS, (self.dbname,))).fetchall()]
+        assert self.conn is not None
+        return [r[0] for r in await (await self.conn.execute(
+            BACKENDS, (self.dbname,))).fetchall()]
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with await psycopg.AsyncConnection.connect(self.admin, autocommit=True) as c:
-            while not stop.is_set():
-                row = await (await c.execute(CONNECTIONS, (self.dbname,))).fetchone()
-                if row:
-                    self.open_max = max(self.open_max, row[0])
-                    self.busy_max = max(self.busy_max, row[1])
-                    self.listening = max(self.listening, row[2])
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
+        assert self.poller is not None
+        while not stop.is_set():
+            row = await (await self.poller.execute(CONNECTIONS, (self.dbname,))).fetchone()
+            if row:
+                self.open_max = max(self.open_max, row[0])
+                self.busy_max = max(self.busy_max, row[1])
+                self.listening = max(self.listening, row[2])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -411,13 +438,17 @@ async def probe_live(device: Device) -> bool:
 
 async def one_n(args: argparse.Namespace, n: int, *, pushing: bool, server: Server,
                 pooler: PgBouncer, sampler: Sampler) -> Result:
-    run = Run(server.url, args.secret, args.wait)
+    run = Run(server.url, args.secret, args.wait, pull_before_push=args.pull_before_push)
     users = [str(uuid.uuid4()) for _ in range((n + 1) // 2)]
-    clients = [httpx.AsyncClient(base_url=server.url, limits=httpx.Limits(
-        max_connections=None, max_keepalive_connections=None), trust_env=False)
-        for _ in range((n + DEVICES_PER_CLIENT - 1) // DEVICES_PER_CLIENT)]
-    devices = [Device(run, clients[i // DEVICES_PER_CLIENT], users[i // 2],
-                      token(args.secret, users[i // 2])) for i in range(n)]
+    # One client (one connection pool) per device, as each device has its own: httpcore
+    # scans every connection of a pool for each request, so a shared pool of thousands of
+    # connections made the generator, not the server, the bottleneck. The TLS context
+    # (unused on plain http) is shared: building one per client costs milliseconds each.
+    tls = ssl.create_default_context()
+    clients = [httpx.AsyncClient(base_url=server.url, trust_env=False, verify=tls)
+               for _ in range(n)]
+    devices = [Device(run, clients[i], users[i // 2], token(args.secret, users[i // 2]))
+               for i in range(n)]
     result = Result(n, True)
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -488,15 +519,18 @@ def table(results: list[Result]) -> str:
     lines = [
         "| devices | pull | pushes/s | push p50 / p95 / p99 ms | commit→device p50 / p99 ms"
         " (n) | errors | server CPU % | server RSS MB | PG conns open / busy / LISTEN"
-        " | DB xact/s | xact per push | PostgreSQL CPU % | pooler CPU % | generator CPU %"
-        " | machine busy % |",
-        "|---:|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        " | DB xact/s | xact per push | server + PG CPU ms per push | PostgreSQL CPU %"
+        " | pooler CPU % | generator CPU % | machine busy % |",
+        "|---:|---|---:|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         mode = "live" if r.live else "1 s polling"
         if r.busy:
             b = r.busy
-            per_push = b.xacts / b.seconds / r.pushes_per_s if r.pushes_per_s else float("nan")
+            nan = float("nan")
+            per_push = b.xacts / b.seconds / r.pushes_per_s if r.pushes_per_s else nan
+            srv_ms = b.server_cpu * 10 / r.pushes_per_s if r.pushes_per_s else nan
+            db_ms = b.db_cpu * 10 / r.pushes_per_s if r.pushes_per_s else nan
             lines.append(
                 f"| {r.devices:,} | {mode} | {fmt(r.pushes_per_s, 1)} | "
                 f"{fmt(pct(r.push_ms, 50))} / {fmt(pct(r.push_ms, 95))} / "
@@ -504,7 +538,8 @@ def table(results: list[Result]) -> str:
                 f"{fmt(pct(r.deliver_ms, 99))} ({len(r.deliver_ms):,}) | "
                 f"{sum(r.errors.values()) + r.setup_errors} | {fmt(b.server_cpu, 1)} | "
                 f"{fmt(b.server_rss)} | {b.conns_open} / {b.conns_busy} / {b.listening} | "
-                f"{fmt(b.xacts / b.seconds, 1)} | {fmt(per_push, 2)} | {fmt(b.db_cpu, 1)} | "
+                f"{fmt(b.xacts / b.seconds, 1)} | {fmt(per_push, 1)} | {fmt(srv_ms, 1)} + "
+                f"{fmt(db_ms, 1)} | {fmt(b.db_cpu, 1)} | "
                 f"{fmt(b.pooler_cpu, 1)} |"
                 f" {fmt(b.self_cpu, 1)} | {fmt(b.machine_busy)} |")
         if r.idle:
@@ -514,7 +549,7 @@ def table(results: list[Result]) -> str:
                 f"{sum(r.errors.values()) + r.setup_errors if not r.busy else ''} | "
                 f"{fmt(i.server_cpu, 1)} | {fmt(i.server_rss)} | "
                 f"{i.conns_open} / {i.conns_busy} / {i.listening} | {fmt(i.xacts / i.seconds, 1)}"
-                f" | | {fmt(i.db_cpu, 1)} | {fmt(i.pooler_cpu, 1)} | {fmt(i.self_cpu, 1)} | "
+                f" | | | {fmt(i.db_cpu, 1)} | {fmt(i.pooler_cpu, 1)} | {fmt(i.self_cpu, 1)} | "
                 f"{fmt(i.machine_busy)} |")
     return "\n".join(lines)
 
@@ -562,6 +597,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pooler-size", type=int, default=10,
                    help="PgBouncer's server connections to PostgreSQL")
     p.add_argument("--wait", type=float, default=30.0, help="a live pull's wait_seconds")
+    p.add_argument("--no-pull-before-push", dest="pull_before_push", action="store_false",
+                   help="push only (the engine's sync pulls before it pushes; this skips it)")
     p.add_argument("--admin-dsn", default=os.environ.get("CHATSYNC_BENCH_ADMIN_DSN", ADMIN_DSN))
     p.add_argument("--server-root", type=Path, default=ROOT,
                    help="the checkout whose `python -m daemon serve` runs (default this one)")
@@ -606,6 +643,7 @@ def server_settings(args: argparse.Namespace, direct_dsn: str) -> dict[str, obje
 async def run_all(args: argparse.Namespace, pooler: PgBouncer, dbname: str, direct: str,
                   servers: list[Server]) -> list[Result]:
     sampler = Sampler(args.admin_dsn, dbname)
+    await sampler.connect()
     pooled = make_conninfo(direct, host=LOOPBACK, port=str(pooler.port))
     results = []
     plan = [(n, True) for n in args.devices] + [(n, False) for n in args.idle_devices]
@@ -624,6 +662,7 @@ async def run_all(args: argparse.Namespace, pooler: PgBouncer, dbname: str, dire
             await asyncio.to_thread(server.stop)
             servers.remove(server)
         print(table(results[-1:]) + "\n" + server_side(results[-1:]), file=sys.stderr)
+    await sampler.close()
     return results
 
 

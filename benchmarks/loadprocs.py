@@ -181,6 +181,11 @@ class Server:
 
     def stop(self) -> None:
         stop_group(self.proc, 30)
+        log = self.log()
+        if "Traceback" in log or "ERROR" in log or "WARNING" in log:
+            kept = Path(tempfile.gettempdir()) / f"chatsync-devices-server-{self.port}.log"
+            shutil.copy(self.log_path, kept)
+            print(f"  the server logged warnings or errors: {kept}", file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
