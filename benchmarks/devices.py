@@ -115,6 +115,7 @@ class Run:
     live: bool = True
     pushing: bool = False
     pull_before_push: bool = True
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
     window: Window = field(default_factory=Window)
 
 
@@ -249,7 +250,9 @@ class Device:
                     self.run.window.push_ms.append((time.time() - sent) * 1000)
             except (httpx.HTTPError, Refused) as exc:
                 self._error("push", exc)
-            await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+            left = max(0.0, interval_s - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):  # the end of pushing ends the sleep
+                await asyncio.wait_for(self.run.stopped.wait(), left)
 
     def _error(self, what: str, exc: Exception) -> None:
         if self.run.window.recording:
@@ -470,11 +473,12 @@ async def one_n(args: argparse.Namespace, n: int, *, pushing: bool, server: Serv
         print(f"  {n} devices set up in {time.monotonic() - t:.1f} s; "
               f"{'live pull (wait_seconds)' if run.live else 'NO live pull: polling every 1 s'}",
               file=sys.stderr)
-        # Live pulls start spread over a few seconds, and their first waits are spread too,
-        # as devices that came online at different times.
+        # Live pulls start spread over a few seconds, and their first waits are spread over
+        # a whole wait, as devices that came online at different times: re-waits then
+        # arrive at their steady rate (devices / wait_seconds) from the start.
         spread = min(10.0, n / 500)
         for d in devices:
-            tasks.append(asyncio.create_task(d.live(random.uniform(args.wait / 2, args.wait))))
+            tasks.append(asyncio.create_task(d.live(random.uniform(1, args.wait))))
             await asyncio.sleep(spread / n)
         await asyncio.sleep(2)
         if pushing:
@@ -485,6 +489,7 @@ async def one_n(args: argparse.Namespace, n: int, *, pushing: bool, server: Serv
             result.busy = await measure(args.duration, server, pooler, sampler)
             run.window.ended = time.time()
             run.pushing = False
+            run.stopped.set()
             # Pushes still queued finish (and reach the other devices) before idling starts.
             pushers = tasks[n:]
             t = time.monotonic()
