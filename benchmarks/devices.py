@@ -109,8 +109,6 @@ class Window:
 class Run:
     """Shared by all devices of one N."""
 
-    url: str
-    secret: str
     wait_s: float
     live: bool = True
     pushing: bool = False
@@ -333,13 +331,14 @@ def scrape(url: str) -> dict[str, float]:
         text = httpx.get(url + "/metrics", timeout=10, trust_env=False).text
     except httpx.HTTPError:
         return {}
-    found: dict[str, float] = Counter()
+    found: dict[str, float] = {}
     for line in text.splitlines():
         for name, key in (("chatsync_server_request_seconds_sum", "s"),
                           ("chatsync_server_requests_total", "n")):
             if line.startswith(name + "{"):
                 route = line.split('route="', 1)[1].split('"', 1)[0]
-                found[f"{key} {route}"] += float(line.rsplit(" ", 1)[1])
+                name_key = f"{key} {route}"
+                found[name_key] = found.get(name_key, 0.0) + float(line.rsplit(" ", 1)[1])
     return found
 
 
@@ -441,7 +440,7 @@ async def probe_live(device: Device) -> bool:
 
 async def one_n(args: argparse.Namespace, n: int, *, pushing: bool, server: Server,
                 pooler: PgBouncer, sampler: Sampler) -> Result:
-    run = Run(server.url, args.secret, args.wait, pull_before_push=args.pull_before_push)
+    run = Run(args.wait, pull_before_push=args.pull_before_push)
     users = [str(uuid.uuid4()) for _ in range((n + 1) // 2)]
     # One client (one connection pool) per device, as each device has its own: httpcore
     # scans every connection of a pool for each request, so a shared pool of thousands of
@@ -681,8 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops like Ctrl-C: through the finally blocks that stop every process.
     signal.signal(signal.SIGTERM, _interrupt)
     admin = conninfo_to_dict(args.admin_dsn)
-    pooler = PgBouncer(admin.get("host", LOOPBACK), int(admin.get("port", 5432)),
-                       admin.get("user", "postgres"), pool=args.pooler_size,
+    pooler = PgBouncer(str(admin.get("host") or LOOPBACK), int(admin.get("port") or 5432),
+                       str(admin.get("user") or "postgres"), pool=args.pooler_size,
                        max_client=args.workers * args.pool_size + 10)
     servers: list[Server] = []
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
