@@ -679,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_files(max(args.devices + args.idle_devices))
     # SIGTERM stops like Ctrl-C: through the finally blocks that stop every process.
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C stops it even when started from a shell that had SIGINT ignored (`… &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     admin = conninfo_to_dict(args.admin_dsn)
     pooler = PgBouncer(str(admin.get("host") or LOOPBACK), int(admin.get("port") or 5432),
                        str(admin.get("user") or "postgres"), pool=args.pooler_size,
