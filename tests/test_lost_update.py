@@ -11,6 +11,7 @@ A property test interleaves edits on both devices with crashes at every phase.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -28,6 +29,9 @@ from tests import pg
 from tests.conftest import ALICE
 from tests.faults_common import child_env, cli, write_config
 from tests.pull_support import Device, dirty_count, local_view, remote_view
+
+# The default run keeps to about a minute; CHATSYNC_LONG=1 runs many more examples.
+EXAMPLES = 100 if os.environ.get("CHATSYNC_LONG") else 15
 
 TITLE = "SELECT title FROM chat_sessions WHERE id = %s"
 CONTENT = "SELECT content FROM chat_messages WHERE id = %s"
@@ -239,7 +243,7 @@ class World:
         return values
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(operation, min_size=1, max_size=16))
 # Found by this property: a new message bumps its conversation's updated_at, which made the

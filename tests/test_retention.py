@@ -8,6 +8,7 @@ has, and ends equal to the remote — also when the re-sync is interrupted halfw
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -341,7 +342,7 @@ def _user_view(store_conn: Any, remote_conn: psycopg.Connection | None, user: st
     return {"messages": {r[0]: r[1] for r in rows}, "conversations": {r[0] for r in convs}}
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=60 if os.environ.get("CHATSYNC_LONG") else 10, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_resync_converges_for_any_changes_pages_and_interruption(
