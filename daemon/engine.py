@@ -187,7 +187,7 @@ class SyncEngine:
             return
 
         remote.ensure_profile()
-        for page in self.outbox.conversations(user_id, self.batch_size):
+        for page in self.outbox.conversations(user_id, upto, self.batch_size):
             if self._stopping(report):
                 return
             self._push_page(remote, "conversation", page, report.conversations)

@@ -30,10 +30,13 @@ MESSAGE_COLUMNS = (
 # few dirty rows; `+c.user_id` and CROSS JOIN keep it on the partial pending indexes.
 
 # Rows the signed-in user may push: their own, changed, and not quarantined at this rev.
+# Changed up to :upto (the counter when the sync began): a conversation edited while its
+# push is in flight goes at the next sync, so a client editing it constantly cannot keep
+# one sync going forever.
 PENDING_CONVERSATIONS = f"""
 SELECT {", ".join(CONVERSATION_COLUMNS)}, c.synced_rev <> 0 AS was_synced, rev
 FROM conversations AS c
-WHERE c.rev > c.synced_rev AND c.rev > :after AND +c.user_id = :user_id
+WHERE c.rev > c.synced_rev AND c.rev > :after AND c.rev <= :upto AND +c.user_id = :user_id
   AND NOT EXISTS (SELECT 1 FROM quarantine AS q
                   WHERE q.kind = 'conversation' AND q.id = c.id AND q.rev = c.rev)
 ORDER BY c.rev LIMIT :limit
@@ -193,8 +196,11 @@ class Outbox:
     def anonymous_conversations(self) -> int:
         return int(self.conn.execute(ANONYMOUS_COUNT).fetchone()[0])
 
-    def conversations(self, user_id: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-        yield from self._pages(PENDING_CONVERSATIONS, {"user_id": user_id}, batch_size)
+    def conversations(
+        self, user_id: str, upto: int, batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        yield from self._pages(PENDING_CONVERSATIONS, {"user_id": user_id, "upto": upto},
+                               batch_size)
 
     def messages(
         self, user_id: str, upto: int, batch_size: int
