@@ -160,3 +160,33 @@ def test_daemon_over_http_gets_another_devices_changes_live(
         assert d.stop() == 0
     finally:
         d.close()
+
+
+def test_devices_reconnect_after_a_server_restart_and_converge(
+    tmp_path: Path, store_path: Path, server: ServerProc, remote: psycopg.Connection
+) -> None:
+    """A connected daemon sees the server go away ("reconnecting", with back-off), comes
+    back live on its own when it returns, and then receives what was written meanwhile."""
+    user, config = http_device(tmp_path, store_path, server.url, batch_size=100,
+                               interval_seconds=3600)
+    fill(store_path, user, conversations=1, per_conversation=1)
+    d = Daemon(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="off").start()
+    try:
+        def live_state() -> str:
+            return str((d.status()["daemon"]["live"] or {}).get("state"))
+
+        wait_for(lambda: live_state() == "live", 30, "the live pull to be open")
+        server.stop()
+        wait_for(lambda: live_state() == "reconnecting", 30, "the listener to notice")
+        remote.execute("INSERT INTO chat_messages (id, session_id, role, content) "
+                       "VALUES ('msg_meanwhile', 'conv_0', 'user', 'written while down')")
+        server.start()
+        with Store(store_path) as store:
+            wait_for(lambda: store.conn.execute(
+                "SELECT 1 FROM messages WHERE id = 'msg_meanwhile'").fetchone() is not None,
+                60, "the change made while the server was down")
+        wait_for(lambda: live_state() == "live", 30, "the listener to be live again")
+        assert d.stop() == 0
+    finally:
+        d.close()
+    assert "Traceback" not in d.log()
