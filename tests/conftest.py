@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -12,6 +12,8 @@ import pytest
 from localstore import Store
 from remote.migrate import migrate
 from tests import pg
+from tests.daemon_proc import DaemonProc
+from tests.pull_support import Device
 
 ALICE = "aaaaaaaa-0000-4000-8000-000000000001"
 BOB = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -75,3 +77,34 @@ def store_path(tmp_path: Path) -> Path:
 def store(store_path: Path) -> Iterator[Store]:
     with Store(store_path) as s:
         yield s
+
+
+@pytest.fixture
+def spawn(tmp_path: Path, store_path: Path, remote_dsn: str) -> Iterator[Callable[..., DaemonProc]]:
+    """Real `chatsync run` processes on the store (another DSN or store when asked)."""
+    procs: list[DaemonProc] = []
+
+    def make(dsn: str = remote_dsn, store: Path = store_path, **kw: object) -> DaemonProc:
+        proc = DaemonProc(tmp_path, store, dsn, **kw)  # type: ignore[arg-type]
+        procs.append(proc)
+        return proc
+
+    yield make
+    for proc in procs:
+        proc.close()
+
+
+@pytest.fixture
+def devices(tmp_path: Path, remote_dsn: str) -> Iterator[Callable[..., Device]]:
+    """Devices syncing directly with the remote, each signed in as *user* (Alice)."""
+    made: list[Device] = []
+
+    def make(name: str, user: str = ALICE) -> Device:
+        d = Device(tmp_path / name / "chatsync.db", remote_dsn)
+        d.store.sign_in(user, f"{name}@example.com")
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()

@@ -9,7 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -24,18 +24,6 @@ from tests.faults_proxy import FaultProxy
 Spawn = Callable[..., DaemonProc]
 
 
-@pytest.fixture
-def spawn(tmp_path: Path, store_path: Path, remote_dsn: str) -> Iterator[Spawn]:
-    procs: list[DaemonProc] = []
-
-    def make(dsn: str = remote_dsn, store: Path = store_path, **kw: object) -> DaemonProc:
-        proc = DaemonProc(tmp_path, store, dsn, **kw)  # type: ignore[arg-type]
-        procs.append(proc)
-        return proc
-
-    yield make
-    for proc in procs:
-        proc.close()
 
 
 def with_params(dsn: str, **params: object) -> str:

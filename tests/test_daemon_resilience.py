@@ -5,12 +5,10 @@ any sync pushes the schedule back, and a sign-in syncs at once. Real processes."
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from localstore import Store
 from tests.conftest import ALICE
@@ -19,18 +17,6 @@ from tests.daemon_proc import DaemonProc, wait_for
 Spawn = Callable[..., DaemonProc]
 
 
-@pytest.fixture
-def spawn(tmp_path: Path, store_path: Path, remote_dsn: str) -> Iterator[Spawn]:
-    procs: list[DaemonProc] = []
-
-    def make(**kw: object) -> DaemonProc:
-        proc = DaemonProc(tmp_path, store_path, remote_dsn, **kw)  # type: ignore[arg-type]
-        procs.append(proc)
-        return proc
-
-    yield make
-    for proc in procs:
-        proc.close()
 
 
 def on_remote(remote: psycopg.Connection) -> int:

@@ -7,11 +7,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from localstore import Store
 from tests.conftest import ALICE
@@ -20,18 +19,6 @@ from tests.daemon_proc import DaemonProc, wait_for
 Spawn = Callable[..., DaemonProc]
 
 
-@pytest.fixture
-def spawn(tmp_path: Path, store_path: Path, remote_dsn: str) -> Iterator[Spawn]:
-    procs: list[DaemonProc] = []
-
-    def make(**kw: object) -> DaemonProc:
-        proc = DaemonProc(tmp_path, store_path, remote_dsn, **kw)  # type: ignore[arg-type]
-        procs.append(proc)
-        return proc
-
-    yield make
-    for proc in procs:
-        proc.close()
 
 
 def remote_count(remote: psycopg.Connection, table: str) -> int:

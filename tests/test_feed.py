@@ -7,11 +7,9 @@ device of the user who had the row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import psycopg
-import pytest
 
 from tests.conftest import ALICE, BOB
 from tests.pull_support import Device, dirty_count, local_view, remote_view
@@ -19,19 +17,6 @@ from tests.pull_support import Device, dirty_count, local_view, remote_view
 MakeDevice = Callable[[str, str], Device]
 
 
-@pytest.fixture
-def devices(tmp_path: Path, remote_dsn: str) -> Iterator[MakeDevice]:
-    made: list[Device] = []
-
-    def make(name: str, user: str) -> Device:
-        d = Device(tmp_path / name / "chatsync.db", remote_dsn)
-        d.store.sign_in(user, f"{name}@example.com")
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
 
 
 def ids(device: Device, table: str) -> set[str]:

@@ -46,19 +46,6 @@ def conflicts(device: Device) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-@pytest.fixture
-def devices(tmp_path: Path, remote_dsn: str) -> Any:
-    made: list[Device] = []
-
-    def make(name: str) -> Device:
-        d = Device(tmp_path / name / "chatsync.db", remote_dsn)
-        d.store.sign_in(ALICE, "alice@example.com")
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
 
 
 @pytest.mark.parametrize("kind", ["conversation", "message"])

@@ -15,21 +15,6 @@ from tests.pull_support import Device, dirty_count, local_view, remote_view
 from tests.remote_facts import audited_truth, usage, write_counts
 
 
-@pytest.fixture
-def devices(tmp_path: Path, remote_dsn: str):
-    made: list[Device] = []
-
-    def make(name: str) -> Device:
-        d = Device(tmp_path / name / "chatsync.db", remote_dsn)
-        d.store.sign_in(ALICE, "alice@example.com")
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
-
-
 def server_insert_message(remote: psycopg.Connection, conv_id: str, msg_id: str,
                           content: str, role: str = "assistant") -> None:
     """The web app's own server writing a message directly with SQL."""

@@ -35,19 +35,6 @@ from tests.pull_support import Device, dirty_count, local_view, remote_view, tex
 HELD = "SELECT kind, id, reason FROM held_rows ORDER BY kind, id"
 
 
-@pytest.fixture
-def devices(tmp_path: Path, remote_dsn: str):
-    made: list[Device] = []
-
-    def make(name: str, user: str = ALICE) -> Device:
-        d = Device(tmp_path / name / "chatsync.db", remote_dsn)
-        d.store.sign_in(user, f"{name}@example.com")
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
 
 
 def web_message(remote: psycopg.Connection, conv_id: str, msg_id: str, **values: object) -> None:
