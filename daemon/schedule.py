@@ -13,7 +13,7 @@ JOB_ID = "scheduled-sync"
 class Schedule:
     """Runs *on_due* every *interval_s*; the job only asks the sync loop, it never syncs."""
 
-    def __init__(self, interval_s: float, on_due: Callable[[], None]) -> None:
+    def __init__(self, interval_s: float, on_due: Callable[[], object]) -> None:
         self.interval_s = interval_s
         self._on_due = on_due
         self._scheduler = BackgroundScheduler(timezone=UTC)

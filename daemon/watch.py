@@ -32,7 +32,7 @@ class Debouncer:
     """Calls *fire* once per burst of pokes: *debounce_s* after the last poke, but never
     later than *max_wait_s* after the first, so a steady stream of edits still fires."""
 
-    def __init__(self, fire: Callable[[], None], debounce_s: float, max_wait_s: float) -> None:
+    def __init__(self, fire: Callable[[], object], debounce_s: float, max_wait_s: float) -> None:
         self._fire = fire
         self._debounce_s = debounce_s
         self._max_wait_s = max(max_wait_s, 0.0)
@@ -76,7 +76,7 @@ class Debouncer:
 
 
 class _StoreFiles(FileSystemEventHandler):
-    def __init__(self, names: frozenset[str], on_edit: Callable[[], None]) -> None:
+    def __init__(self, names: frozenset[str], on_edit: Callable[[], object]) -> None:
         self._names = names
         self._on_edit = on_edit
 
@@ -92,7 +92,7 @@ class EditWatcher:
     """Watches the store file and its WAL; calls *on_edit* once per debounced burst."""
 
     def __init__(
-        self, store_path: Path, on_edit: Callable[[], None], *, debounce_s: float,
+        self, store_path: Path, on_edit: Callable[[], object], *, debounce_s: float,
         max_wait_s: float, mode: WatchMode = "auto",
         on_event: Callable[[], None] | None = None,
     ) -> None:

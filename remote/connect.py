@@ -6,8 +6,10 @@ import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
+from psycopg.abc import Params, QueryNoTemplate
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from remote.dsn import InvalidDsn
@@ -22,6 +24,16 @@ SELECT set_config('request.jwt.claims', %(claims)s, true),
 """
 SET_ROLE_AUTHENTICATED = "SET LOCAL ROLE authenticated"
 
+
+def scalar(
+    conn: psycopg.Connection[Any], query: QueryNoTemplate, params: Params | None = None
+) -> Any:
+    """The first column of the row *query* returns; a query that returns none is a bug."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError("the query returned no row")
+    return row[0]
+
 CONNECT_TIMEOUT_S = 10
 
 
@@ -35,10 +47,10 @@ def connect(dsn: str, *, application_name: str = "chatsync") -> psycopg.Connecti
     params = parse_dsn(dsn)
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     params.setdefault("application_name", application_name)
-    return psycopg.connect(make_conninfo(**params), autocommit=True, prepare_threshold=None)
+    return psycopg.connect(make_conninfo("", **params), autocommit=True, prepare_threshold=None)
 
 
-def parse_dsn(dsn: str) -> dict[str, object]:
+def parse_dsn(dsn: str) -> dict[str, str | int | None]:
     """libpq's reading of *dsn*; a malformed one raises InvalidDsn, which never quotes it."""
     try:
         return conninfo_to_dict(dsn)
@@ -58,7 +70,7 @@ class UserSession:
         # Who writes, for the change feed: one engine's id, never shared by two engines.
         self.origin = origin or secrets.token_hex(8)
         self.claims = json.dumps({"sub": user_id, "role": "authenticated", "email": email})
-        self._use_role = bool(conn.execute(HAS_AUTHENTICATED_ROLE).fetchone()[0])
+        self._use_role = bool(scalar(conn, HAS_AUTHENTICATED_ROLE))
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:

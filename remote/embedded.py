@@ -26,6 +26,6 @@ def embedded_dsn(data_dir: Path) -> str:
         import pgserver  # imported here: only this fallback needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     log.info("using the embedded PostgreSQL in %s", data_dir)
     return server.get_uri()

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -194,7 +195,7 @@ async def _db(fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> dict[
 SERVER_FAULT = Problem(500, "server_error", "the server could not complete the request")
 
 
-async def _live_pull(pool: db.ConnectionPool, waiters: Waiters, who: Identity,
+async def _live_pull(pool: ConnectionPool, waiters: Waiters, who: Identity,
                      body: PullRequest, wait_s: float) -> dict[str, Any]:
     """A pull held open until another origin's change for this user commits (live.py).
 

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jwt
 from jwt import PyJWKClient
+
+if TYPE_CHECKING:
+    from jwt.algorithms import AllowedPublicKeys
 
 ASYMMETRIC = ("ES256", "RS256", "EdDSA")
 SYMMETRIC = ("HS256",)
@@ -105,7 +109,8 @@ class Verifier:
             raise AuthError("invalid", "the token is not valid") from None
         return _identity(claims)
 
-    def _key_for(self, token: str, alg: object, kid: object) -> tuple[object, list[str]]:
+    def _key_for(self, token: str, alg: object, kid: object
+                 ) -> tuple[AllowedPublicKeys | str, list[str]]:
         if alg in SYMMETRIC and self._secret:
             return self._secret, list(SYMMETRIC)
         if alg in ASYMMETRIC and self._jwks is not None:

@@ -36,7 +36,7 @@ def make_pool(dsn: str, size: int, timeout_s: float) -> ConnectionPool:
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     params.setdefault("application_name", "chatsync-server")
     return ConnectionPool(
-        make_conninfo(**params), min_size=1, max_size=size, timeout=timeout_s, open=False,
+        make_conninfo("", **params), min_size=1, max_size=size, timeout=timeout_s, open=False,
         kwargs={"autocommit": True, "prepare_threshold": None},
         # A connection a pooler or a restart closed is replaced before a request gets it.
         check=ConnectionPool.check_connection,

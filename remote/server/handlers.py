@@ -117,6 +117,6 @@ def _pull_window(pool: ConnectionPool, who: Identity, req: PullRequest,
         answer = {"changed": True, "full": changes.full, "cursor": changes.horizon,
                   "more": more, "message_count": changes.message_count,
                   "conversations": conversations, "messages": messages}
-    metrics.ROWS_PULLED.labels("conversation").inc(len(answer["conversations"]))
-    metrics.ROWS_PULLED.labels("message").inc(len(answer["messages"]))
+    metrics.ROWS_PULLED.labels("conversation").inc(len(conversations))
+    metrics.ROWS_PULLED.labels("message").inc(len(messages))
     return answer

@@ -142,7 +142,7 @@ class Listener:
         params.setdefault("application_name", "chatsync-server-listen")
         for key, value in KEEPALIVES.items():
             params.setdefault(key, value)
-        self._conninfo = make_conninfo(**params)
+        self._conninfo = make_conninfo("", **params)
         self.waiters = waiters
         self.connected = asyncio.Event()
         self.connects = 0  # successful LISTENs, for tests and metrics

@@ -20,6 +20,7 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from psycopg_pool import ConnectionPool
 
+from remote.connect import scalar
 from remote.errors import explain
 from remote.server import metrics
 from remote.server.db import DatabaseDown, connection
@@ -58,9 +59,9 @@ def prune(conn: psycopg.Connection, retention_s: float, *, batch: int = BATCH) -
     params = {"key": PRUNE_LOCK, "retention": timedelta(seconds=retention_s), "batch": batch}
     while True:
         with conn.transaction():
-            if not conn.execute(TRY_LOCK, params).fetchone()[0]:
+            if not scalar(conn, TRY_LOCK, params):
                 return None if total == 0 else total
-            removed = int(conn.execute(PRUNE_BATCH, params).fetchone()[0])
+            removed = int(scalar(conn, PRUNE_BATCH, params))
         total += removed
         if removed < batch:
             return total
