@@ -80,7 +80,7 @@ class TokenKeeper:
             return self._refresh(row)
 
     def _read(self) -> sqlite3.Row:
-        row = self.conn.execute(READ_SESSION).fetchone()
+        row: sqlite3.Row | None = self.conn.execute(READ_SESSION).fetchone()
         if row is None:
             raise SignedOut("no one is signed in")
         if row["refresh_refused"]:
