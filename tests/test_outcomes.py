@@ -205,3 +205,26 @@ def test_engine_outcome_for_a_database_that_refuses(store: Store, empty_dsn: str
         engine.close()
     assert report.outcome is Outcome.PERMANENT_FAILURE and not report.ok
     assert report.transient is False and report.error
+
+
+def test_a_sync_stopped_between_batches_says_stopped(store: Store, remote_dsn: str) -> None:
+    """SIGTERM during a sync: the engine stops at the next batch and the report says so
+    (not a failure: nothing backs off, and the rest goes at the next sync)."""
+    from daemon.engine import SyncEngine
+
+    store.sign_in(ALICE)
+    for n in range(3):
+        store.create_conversation(f"c{n}")
+    batches: list[str] = []
+    engine = SyncEngine(store.path, remote_dsn, batch_size=1,
+                        on_phase=lambda phase, kind: batches.append(phase),
+                        should_stop=lambda: batches.count("marked") >= 1)
+    try:
+        report = engine.sync()
+        assert report.outcome is Outcome.STOPPED and report.ok, report
+        assert report.conversations.sent == 1 and report.stopped
+        assert "stopped between batches" in report.summary()
+        engine.should_stop = lambda: False
+        assert engine.sync().outcome is Outcome.SYNCED
+    finally:
+        engine.close()
