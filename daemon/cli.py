@@ -3,6 +3,18 @@
 A person types `chatsync status` or `chatsync sync-now` and expects an answer at once, so
 each command imports what it needs itself: psycopg, pydantic, rich and sqlite-utils each
 take a noticeable fraction of a second to import, and most commands need few of them.
+
+Exit statuses (scripts rely on them):
+
+- 0: done;
+- 1 (`EXIT_FAILED`): the command could not do its work: a failed sync, a store or remote
+  error, a second daemon on the same store; one line on stderr says why;
+- 2 (`EXIT_USAGE`): a bad command line (click's usage errors) or an unusable configuration,
+  naming the key;
+- 130 (`EXIT_INTERRUPTED`): interrupted (Ctrl-C).
+
+Expected failures are `click.ClickException`s, so click prints them and exits; anything
+else is a defect and keeps its traceback for a bug report.
 """
 
 from __future__ import annotations
@@ -10,16 +22,72 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from daemon import control
 from daemon.config import Config, ConfigError, load_config
+from daemon.protocol import BY_DAEMON, BY_THIS_PROCESS, ErrorReply, Status, SyncReply
 
 if TYPE_CHECKING:
     from daemon.report import SyncReport
+    from daemon.watch import WatchMode
     from localstore import Store
+
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2  # click.UsageError's own exit status
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+
+
+class Failed(click.ClickException):
+    """The command could not do its work; printed as `chatsync: <why>`."""
+
+    exit_code = EXIT_FAILED
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"chatsync: {self.format_message()}", err=True)
+
+
+class ConfigurationError(Failed):
+    """The configuration is unusable (the message names the file and the key)."""
+
+    exit_code = EXIT_USAGE
+
+    def format_message(self) -> str:
+        return f"configuration error: {self.message}"
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: nothing to explain."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        pass
+
+
+class _Group(click.Group):
+    """Turns the failures a person can act on into click exceptions (see the docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit):
+            raise
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            raise Interrupted() from None
+        except ConfigError as exc:
+            raise ConfigurationError(str(exc)) from None
+        except Exception as exc:
+            message = _expected_failure(exc)
+            if message is None:
+                raise
+            raise Failed(message) from None
 
 
 class _Context:
@@ -42,7 +110,7 @@ class _Context:
 pass_ctx = click.make_pass_decorator(_Context)
 
 
-@click.group()
+@click.group(cls=_Group)
 @click.option("--config", "config_path", metavar="PATH", envvar="CHATSYNC_CONFIG",
               help="config.toml to use (default: $CHATSYNC_CONFIG, then the user config dir)")
 @click.option("-v", "--verbose", is_flag=True, help="log debug detail to stderr")
@@ -93,24 +161,19 @@ def sync_now(ctx: _Context, as_json: bool) -> None:
     Asks the running daemon (which skips any back-off); with no daemon, syncs in-process.
     """
     config = ctx.config
-    answer = control.request(config.daemon.resolved_socket, "POST", "/sync", read_timeout=None)
-    if answer is not None and answer.status_code == 200:
-        data = answer.json()
-        ok, summary, transient = data["ok"], data["summary"], data.get("transient")
-    else:
-        if answer is not None:  # a daemon that is stopping: do it here instead
-            click.echo(f"chatsync: the daemon said: {answer.json().get('error')}", err=True)
-        report = _sync_in_process(config)
-        data = {**report.to_json(), "summary": report.summary(), "by": "this process"}
-        ok, summary, transient = report.ok, report.summary(), report.transient
+    reply = control.post_sync(config.daemon.resolved_socket)
+    if not isinstance(reply, SyncReply):
+        if isinstance(reply, ErrorReply):  # a daemon that is stopping: do it here instead
+            click.echo(f"chatsync: the daemon said: {reply.error}", err=True)
+        reply = SyncReply.of(_sync_in_process(config), BY_THIS_PROCESS)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
-    elif ok:
-        click.echo(f"{summary} ({'by the daemon' if data['by'] == 'daemon' else 'in-process'})")
-    if not ok:
-        kind = "temporary; try again later" if transient else "needs attention"
-        click.echo(f"chatsync: {summary} ({kind})", err=True)
-        sys.exit(1)
+        click.echo(json.dumps(reply.to_json(), indent=2))
+    elif not reply.outcome.failed:
+        click.echo(f"{reply.summary} "
+                   f"({'by the daemon' if reply.by == BY_DAEMON else 'in-process'})")
+    if reply.outcome.failed:
+        kind = "temporary; try again later" if reply.outcome.transient else "needs attention"
+        raise Failed(f"{reply.summary} ({kind})")
 
 
 def _sync_in_process(config: Config) -> SyncReport:
@@ -137,22 +200,19 @@ def _sync_in_process(config: Config) -> SyncReport:
 def status(ctx: _Context, as_json: bool) -> None:
     """The daemon's live view (state, last and next sync), or the store's when it is down."""
     config = ctx.config
-    answer = control.request(config.daemon.resolved_socket, "GET", "/status")
-    if answer is not None and answer.status_code == 200:
-        data = answer.json()
-    else:
+    answer = control.get_status(config.daemon.resolved_socket)
+    if answer is None:
         from daemon.status import store_status
 
-        data = {**store_status(config.local.resolved_path, config.remote.label),
-                "daemon": None}
+        answer = Status(store_status(config.local.resolved_path, config.remote.label), None)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(answer.to_json(), indent=2))
     else:
         from rich.console import Console
 
         from daemon.status import render
 
-        render(data, Console())
+        render(answer, Console())
 
 
 @cli.command()
@@ -161,11 +221,11 @@ def status(ctx: _Context, as_json: bool) -> None:
               help="edits: native file events (falling back to polling), polling, or off "
                    "(schedule and sync-now only)")
 @pass_ctx
-def run(ctx: _Context, watch_mode: str) -> None:
+def run(ctx: _Context, watch_mode: WatchMode) -> None:
     """Run the sync daemon in the foreground (for systemd, launchd or a terminal)."""
     from daemon.run import run as run_daemon
 
-    sys.exit(run_daemon(ctx.config, watch_mode=watch_mode))  # type: ignore[arg-type]
+    click.get_current_context().exit(run_daemon(ctx.config, watch_mode=watch_mode))
 
 
 @cli.command()
@@ -285,23 +345,8 @@ def add_message(
 
 
 def main() -> None:
-    """Entry point: expected failures become one clear line and exit status 1 or 2."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except ConfigError as exc:
-        click.echo(f"chatsync: configuration error: {exc}", err=True)
-        sys.exit(2)
-    except Exception as exc:
-        message = _expected_failure(exc)
-        if message is None:
-            raise
-        click.echo(f"chatsync: {message}", err=True)
-        sys.exit(1)
+    """Entry point (`chatsync`, `python -m daemon`); exit statuses in the module docstring."""
+    cli.main()
 
 
 def _expected_failure(exc: Exception) -> str | None:

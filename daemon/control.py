@@ -1,6 +1,7 @@
 """The control socket: HTTP over a Unix socket (mode 0600, same user only), and its client.
 
-Routes: GET /health, GET /status, GET /metrics (Prometheus text), POST /sync.
+Routes: GET /health, GET /status, GET /metrics (Prometheus text), POST /sync. The JSON
+bodies are daemon/protocol.py's messages.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from daemon.protocol import ErrorReply, Health, Route, Status, SyncReply
+
 if TYPE_CHECKING:
     import httpx
 
@@ -31,10 +34,10 @@ class SocketInUse(Exception):
 
 
 class ControlApi(Protocol):
-    def health(self) -> dict[str, Any]: ...
-    def status(self) -> dict[str, Any]: ...
+    def health(self) -> Health: ...
+    def status(self) -> Status: ...
     def metrics(self) -> str: ...
-    def sync(self) -> tuple[int, dict[str, Any]]: ...
+    def sync(self) -> SyncReply | ErrorReply: ...
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -58,24 +61,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         api = self.server.api
-        if self.path == "/health":
+        route = ("GET", self.path)
+        if route == Route.HEALTH:
             health = api.health()  # a process whose sync loop died is not healthy
-            self._json(200 if health.get("ok", True) else 503, health)
-        elif self.path == "/status":
+            self._json(200 if health.ok else 503, health)
+        elif route == Route.STATUS:
             self._json(200, api.status())
-        elif self.path == "/metrics":
+        elif route == Route.METRICS:
             self._send(200, api.metrics().encode(), "text/plain; version=0.0.4")
         else:
-            self._json(404, {"error": f"no route GET {self.path}"})
+            self._json(404, ErrorReply(f"no route GET {self.path}"))
 
     def do_POST(self) -> None:
-        if self.path == "/sync":
-            self._json(*self.server.api.sync())
+        if ("POST", self.path) == Route.SYNC:
+            answer = self.server.api.sync()
+            # A refusal is the daemon stopping (or its loop dead): the CLI syncs itself.
+            self._json(200 if isinstance(answer, SyncReply) else 503, answer)
         else:
-            self._json(404, {"error": f"no route POST {self.path}"})
+            self._json(404, ErrorReply(f"no route POST {self.path}"))
 
-    def _json(self, code: int, body: dict[str, Any]) -> None:
-        self._send(code, json.dumps(body).encode(), "application/json")
+    def _json(self, code: int, body: Health | Status | SyncReply | ErrorReply) -> None:
+        self._send(code, json.dumps(body.to_json()).encode(), "application/json")
 
     def _send(self, code: int, body: bytes, content_type: str) -> None:
         self.send_response(code)
@@ -140,9 +146,28 @@ def client(path: Path, *, read_timeout: float | None = 10.0) -> httpx.Client:
     )
 
 
+def get_status(path: Path) -> Status | None:
+    """The daemon's status, or None when no daemon answers on *path*."""
+    answer = request(path, *Route.STATUS)
+    if answer is None or answer.status_code != 200:
+        return None
+    return Status.from_json(answer.json())
+
+
+def post_sync(path: Path) -> SyncReply | ErrorReply | None:
+    """Ask the daemon for a sync now and wait for it: its report, its refusal (stopping),
+    or None when no daemon answers on *path*."""
+    answer = request(path, *Route.SYNC, read_timeout=None)
+    if answer is None:
+        return None
+    if answer.status_code == 200:
+        return SyncReply.from_json(answer.json())
+    return ErrorReply.from_json(answer.json())
+
+
 def ping(path: Path) -> bool:
     """Whether a daemon answers on *path*."""
-    return request(path, "GET", "/health", read_timeout=2.0) is not None
+    return request(path, *Route.HEALTH, read_timeout=2.0) is not None
 
 
 def request(

@@ -24,12 +24,13 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from daemon import faults
 from daemon.pulling import pull_into
-from daemon.report import KindCounts, SyncReport
+from daemon.report import KindCounts, Outcome, SyncReport
 from daemon.tokens import SignedOut
 from localstore import connect as connect_store
 from localstore.ids import utc_now
@@ -41,7 +42,7 @@ from localstore.transaction import write_transaction
 from remote import push
 from remote.auth_client import AuthUnavailable
 from remote.dsn import InvalidDsn
-from remote.errors import UnknownUser, explain, is_transient
+from remote.errors import UnknownUser, explain, is_transient, is_unreachable
 from remote.transport import DirectTransport, RemoteUser, Transport, TransportError
 from remote.watchdog import DEFAULT_STALL_S, StallWatchdog
 
@@ -77,10 +78,10 @@ class SyncEngine:
         # A hung remote connection is dropped after stall_timeout_s without progress.
         self._stall = StallWatchdog(
             stall_timeout_s, lambda: getattr(self.transport, "connection", None))
-        self.on_phase = lambda phase, kind: (self._stall.touch(), hook(phase, kind))[1]
-        self.progress = lambda kind, n: (self._stall.touch(), report_progress(kind, n))[1]
+        self._hook = hook
+        self._report_progress = report_progress
         # Checked between batches: the daemon's SIGTERM stops a long sync at a clean point.
-        self.should_stop = should_stop or (lambda: False)
+        self.should_stop: Callable[[], bool] = should_stop or (lambda: False)
         self.local = connect_store(self.store_path)
         self._store_identity = _identity(self.store_path)
         self.outbox = Outbox(self.local)
@@ -98,6 +99,16 @@ class SyncEngine:
             transport = DirectTransport(dsn, self.origin)
         self.transport = transport
 
+    def on_phase(self, phase: str, kind: Kind | str) -> None:
+        """A named phase of a sync was reached: progress for the watchdog, then the hook."""
+        self._stall.touch()
+        self._hook(phase, kind)
+
+    def progress(self, kind: str, n: int) -> None:
+        """*n* rows of *kind* done: progress for the watchdog and the caller."""
+        self._stall.touch()
+        self._report_progress(kind, n)
+
     def close(self) -> None:
         self.disconnect()
         self.local.close()
@@ -111,41 +122,46 @@ class SyncEngine:
             with self._stall:
                 self._sync(report)
         except (psycopg.Error, OSError) as exc:
-            report.error, report.transient = explain(exc), is_transient(exc)
             self.disconnect()
-            log.warning("sync failed (%s): %s",
-                        "will retry" if report.transient else "needs attention", report.error)
-        except (TransportError, AuthUnavailable) as exc:
-            report.error = str(exc)
-            report.transient = isinstance(exc, AuthUnavailable) or exc.transient
+            self._failed(report, _failure(is_transient(exc), is_unreachable(exc)), explain(exc))
+        except TransportError as exc:
             self.disconnect()
-            log.warning("sync failed (%s): %s",
-                        "will retry" if report.transient else "needs attention", report.error)
-        except (UnknownUser, InvalidDsn, SignedOut) as exc:
-            report.error, report.transient = str(exc), False
-            report.signed_out = isinstance(exc, SignedOut)
-            log.warning("sync failed (needs attention): %s", report.error)
+            self._failed(report, _failure(exc.transient, exc.unreachable), str(exc))
+        except AuthUnavailable as exc:
+            self.disconnect()
+            self._failed(report, _failure(True, exc.unreachable), str(exc))
+        except SignedOut as exc:
+            # The session was refused for good (tokens.py): only a new sign-in helps.
+            self._failed(report, Outcome.SIGNED_OUT, str(exc))
+        except (UnknownUser, InvalidDsn) as exc:
+            self._failed(report, Outcome.PERMANENT_FAILURE, str(exc))
         except (sqlite3.Error, StoreFileChanged) as exc:
             # The local file. Busy (a client holds a long write transaction) is temporary;
             # anything else (file replaced, corrupt, disk full) needs a person.
             self._rollback_local()
-            report.transient = _local_transient(exc)
-            report.error = (f"the local store is busy (another program holds a write lock "
-                            f"longer than the busy timeout): {exc}" if report.transient
-                            else f"the local store failed: {exc}")
-            log.warning("sync failed (%s): %s",
-                        "will retry" if report.transient else "needs attention", report.error)
+            if _local_transient(exc):
+                self._failed(report, Outcome.TRANSIENT_FAILURE,
+                             f"the local store is busy (another program holds a write lock "
+                             f"longer than the busy timeout): {exc}")
+            else:
+                self._failed(report, Outcome.PERMANENT_FAILURE, f"the local store failed: {exc}")
         except Exception as exc:
             # A defect or a row nothing foresaw: one failed sync, never a dead sync loop. The
             # traceback goes to the log for a bug report; the report gets a sentence.
             log.exception("sync failed on an unexpected error")
             self._rollback_local()
             self.disconnect()
-            report.transient = False
-            report.error = (f"chatsync hit an unexpected error ({type(exc).__name__}: "
-                            f"{_one_line(exc)}); nothing was lost, the log has the details")
+            report.fail(Outcome.PERMANENT_FAILURE,
+                        f"chatsync hit an unexpected error ({type(exc).__name__}: "
+                        f"{_one_line(exc)}); nothing was lost, the log has the details")
         report.duration_s = time.perf_counter() - started
         return report
+
+    @staticmethod
+    def _failed(report: SyncReport, outcome: Outcome, error: str) -> None:
+        report.fail(outcome, error)
+        log.warning("sync failed (%s): %s",
+                    "will retry" if outcome.transient else "needs attention", error)
 
     def _rollback_local(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -165,7 +181,7 @@ class SyncEngine:
     def _sync(self, report: SyncReport) -> None:
         session = self.local.execute("SELECT user_id, email FROM auth_session").fetchone()
         if session is None:
-            report.skipped = "no one is signed in"
+            report.skip(Outcome.NOT_SIGNED_IN, "no one is signed in")
             return
         user_id, email = session
         report.user_id = user_id
@@ -183,7 +199,7 @@ class SyncEngine:
         self.outbox.quarantine_orphans()
         upto = self.outbox.last_rev()
         if self.outbox.pending(user_id).total == 0:
-            report.skipped = "nothing to send"
+            report.skip(Outcome.NOTHING_TO_SEND, "nothing to send")
             return
 
         remote.ensure_profile()
@@ -204,6 +220,7 @@ class SyncEngine:
             self.outbox.drop_tombstones((r["kind"], r["id"], r["rev"]) for r in page)
             report.deletions.sent += len(page)
             self.on_phase("marked", "deletion")
+        report.outcome = Outcome.SYNCED
 
     def _resolve_inflight(self, remote: RemoteUser) -> None:
         for xid in self.inflight.xids():
@@ -228,12 +245,12 @@ class SyncEngine:
 
     def _stopping(self, report: SyncReport) -> bool:
         if self.should_stop():
-            report.stopped = "stopped between batches; the rest is sent at the next sync"
+            report.stop("stopped between batches; the rest is sent at the next sync")
             return True
         return False
 
     def _push_page(
-        self, remote: RemoteUser, kind: Kind, page: list[dict], counts: KindCounts
+        self, remote: RemoteUser, kind: Kind, page: list[dict[str, Any]], counts: KindCounts
     ) -> None:
         self.on_phase("read", kind)
 
@@ -304,6 +321,12 @@ def _one_line(exc: BaseException) -> str:
     # that printing or logging the sentence cannot fail in turn.
     text = str(exc).strip().encode("utf-8", "backslashreplace").decode("utf-8")
     return text.splitlines()[0][:200] if text else "no details"
+
+
+def _failure(transient: bool, unreachable: bool) -> Outcome:
+    if not transient:
+        return Outcome.PERMANENT_FAILURE
+    return Outcome.UNREACHABLE if unreachable else Outcome.TRANSIENT_FAILURE
 
 
 def _local_transient(exc: BaseException) -> bool:

@@ -18,6 +18,7 @@ from daemon.engine import SyncEngine, store_origin
 from daemon.live import LiveListener
 from daemon.lock import StoreLock
 from daemon.progress import TerminalProgress
+from daemon.protocol import BY_DAEMON, DaemonStatus, ErrorReply, Health, Status, SyncReply
 from daemon.report import SyncReport
 from daemon.schedule import Schedule
 from daemon.service import SESSION_USER, SyncService, now_iso
@@ -85,12 +86,11 @@ class Daemon:
         self._session_conn = connect_store(self.store_path, migrate=False)
         self._signed_in = self._read_signed_in()
         self.watcher = EditWatcher(
-            self.store_path, lambda: self.service.request("edit"),
+            self.store_path, self._asker("edit"),
             debounce_s=sync_cfg.debounce_ms / 1000, max_wait_s=sync_cfg.max_wait_ms / 1000,
             mode=self.watch_mode, on_event=self._check_sign_in,
         )
-        self.schedule = Schedule(sync_cfg.interval_seconds,
-                                 lambda: self.service.request("schedule"))
+        self.schedule = Schedule(sync_cfg.interval_seconds, self._asker("schedule"))
         self.live = self._live_listener()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
@@ -111,6 +111,12 @@ class Daemon:
         while not self.stop_requested.wait(1.0):
             pass
         return self._shutdown()
+
+    def _asker(self, reason: str) -> Callable[[], None]:
+        """A trigger's callback: ask for a sync (its ticket is not needed)."""
+        def ask() -> None:
+            self.service.request(reason)
+        return ask
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         log.info("%s received: stopping (finishing the batch in flight, at most %gs)",
@@ -185,28 +191,25 @@ class Daemon:
         systemd.notify(f"STATUS={state}; last sync: {report.summary()}")
 
     # --- ControlApi ---------------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """ok only while the sync loop runs: a live process that no longer syncs is not
         healthy (GET /health then answers 503)."""
         alive = self.service.alive
-        body: dict[str, Any] = {"ok": alive, "pid": os.getpid(), "state": self.service.state()}
-        if not alive:
-            body["error"] = ("the sync loop has stopped; nothing is synced until chatsync is "
-                             "restarted (the log says why)")
-        return body
+        return Health(alive, os.getpid(), self.service.state(), None if alive else (
+            "the sync loop has stopped; nothing is synced until chatsync is restarted (the "
+            "log says why)"))
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         data = store_status(self.store_path, self.remote_label)
-        daemon = self.service.snapshot()
         next_run = self.schedule.next_run()
-        daemon.update(
+        daemon = DaemonStatus(
+            self.service.snapshot(),
             pid=os.getpid(), started_at=self.started_at, socket=str(self.socket_path),
             next_scheduled=next_run.isoformat(timespec="seconds") if next_run else None,
             watching=self.watcher.describe(),
             live=self.live.describe() if self.live is not None else None,
         )
-        data["daemon"] = daemon
-        return data
+        return Status(data, daemon)
 
     def metrics(self) -> str:
         data = store_status(self.store_path, self.remote_label)
@@ -216,16 +219,16 @@ class Daemon:
             self.service.backoff.failures, last.duration_s if last else None,
         )
 
-    def sync(self) -> tuple[int, dict[str, Any]]:
+    def sync(self) -> SyncReply | ErrorReply:
         if self.service.stopping:
-            return 503, {"error": "the daemon is stopping"}
+            return ErrorReply("the daemon is stopping")
         if not self.service.alive:
-            return 503, {"error": "the daemon's sync loop has stopped; restart chatsync"}
+            return ErrorReply("the daemon's sync loop has stopped; restart chatsync")
         ticket = self.service.request("manual", bypass_backoff=True)
         report = self.service.wait(ticket, SYNC_REQUEST_TIMEOUT_S)
         if report is None:
-            return 503, {"error": "the daemon stopped or the sync is still running"}
-        return 200, {**report.to_json(), "summary": report.summary(), "by": "daemon"}
+            return ErrorReply("the daemon stopped or the sync is still running")
+        return SyncReply.of(report, BY_DAEMON)
 
 
 def run(config: Config, *, watch_mode: WatchMode = "auto") -> int:

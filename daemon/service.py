@@ -15,13 +15,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from daemon.backoff import Backoff
 from daemon.engine import SyncEngine
-from daemon.report import SyncReport
+from daemon.protocol import DaemonState, LastSync, ServiceView, SyncCounts, Syncing
+from daemon.report import Outcome, SyncReport
 
 log = logging.getLogger("chatsync")
 
@@ -30,8 +30,8 @@ REASON_ORDER = (
     "manual", "startup", "sign-in", "sign-out", "edit", "live", "retry", "schedule",
 )
 
-SIGNED_OUT = "no one is signed in"
-# engine.sync(progress=..., should_stop=...) -> SyncEngine
+# factory(progress, should_stop) -> SyncEngine: called once, with the loop's progress
+# callback (kind, rows) and the check the engine makes between batches.
 EngineFactory = Callable[[Callable[[str, int], None], Callable[[], bool]], SyncEngine]
 SESSION_USER = "SELECT user_id FROM auth_session"
 DATA_VERSION = "PRAGMA data_version"
@@ -42,7 +42,7 @@ class Counters:
     syncs: Counter[str] = field(default_factory=Counter)  # by reason
     noop: int = 0  # syncs that found nothing to send
     own_writes_skipped: int = 0  # edit bursts that were only the daemon's own writes
-    errors: Counter[str] = field(default_factory=Counter)  # transient / permanent
+    errors: Counter[str] = field(default_factory=Counter)  # error_kind(): transient / permanent
     rows_sent: Counter[str] = field(default_factory=Counter)  # by kind
     duration_sum_s: float = 0.0
 
@@ -66,7 +66,7 @@ class SyncService:
         self._on_sync = on_sync or (lambda report: None)
         self._progress = progress or (lambda kind, n: None)
         self._before_sync = before_sync or (lambda: None)
-        self.syncing: dict[str, Any] | None = None
+        self.syncing: Syncing | None = None
         self.last: SyncReport | None = None
         self.last_reason: str | None = None
         self.last_finished_at: datetime | None = None
@@ -172,7 +172,7 @@ class SyncService:
             return
         reason = min(reasons, key=lambda r: REASON_ORDER.index(r) if r in REASON_ORDER else 99)
         with self._cond:
-            self.syncing = {"reason": reason, "since": now_iso(), "sent": 0}
+            self.syncing = Syncing(reason, now_iso())
         self._before_sync()
         report = self.engine.sync()
         self._data_version = self._read_data_version()
@@ -184,7 +184,8 @@ class SyncService:
         self._on_sync(report)
 
     def _fail(self, ticket: int, reasons: set[str], exc: Exception) -> None:
-        report = SyncReport(started_at=now_iso(), transient=False, error=(
+        report = SyncReport(started_at=now_iso())
+        report.fail(Outcome.PERMANENT_FAILURE, (
             f"chatsync hit an unexpected error ({type(exc).__name__}); nothing was lost, the "
             "log has the details"))
         reason = min(reasons, key=lambda r: REASON_ORDER.index(r) if r in REASON_ORDER else 99)
@@ -204,11 +205,11 @@ class SyncService:
         self.last, self.last_reason = report, reason
         self.last_finished_at = datetime.now(UTC)
         retry = ""
-        if report.error:
-            c.errors["transient" if report.transient else "permanent"] += 1
+        if report.outcome.failed:
+            c.errors[error_kind(report.outcome)] += 1
             delay = self.backoff.failed()
             self._retry_at = time.monotonic() + delay
-            if report.transient:
+            if report.outcome.transient:
                 # Transient trouble heals by itself: retry without waiting for a trigger.
                 self._requested += 1
                 self._reasons.add("retry")
@@ -219,14 +220,14 @@ class SyncService:
         else:
             self.backoff.succeeded()
             self._retry_at = None
-            if report.skipped or report.sent == 0:
+            if report.sent == 0:  # nothing to send, no one signed in, or stopped at once
                 c.noop += 1
         log.info("sync #%d (%s): %s%s", sum(c.syncs.values()), reason, report.summary(), retry)
 
     def _on_progress(self, kind: str, n: int) -> None:
         with self._cond:
             if self.syncing is not None:
-                self.syncing["sent"] += n
+                self.syncing = replace(self.syncing, sent=self.syncing.sent + n)
         self._progress(kind, n)
 
     def _session_user(self) -> str | None:
@@ -245,46 +246,46 @@ class SyncService:
             return None
         return max(0.0, self._retry_at - time.monotonic())
 
-    def state(self) -> str:
+    def state(self) -> DaemonState:
         if self._stopping:
-            return "stopping"
+            return DaemonState.STOPPING
         if not self.alive:
-            return "stopped"
+            return DaemonState.STOPPED
         if self.syncing is not None:
-            return "syncing"
-        if self.last is not None and self.last.signed_out:
-            return "signed out"  # the session was refused for good: a person must sign in
-        if self.last is not None and self.last.error:
-            if self.last.transient and "cannot reach" in self.last.error:
-                return "offline"
-            return "backing off"
+            return DaemonState.SYNCING
+        after = DaemonState.after(self.last.outcome) if self.last is not None else None
+        if after is not None:
+            return after
         if self._user is None:
-            return "signed out"
-        return "idle"
+            return DaemonState.SIGNED_OUT
+        return DaemonState.IDLE
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> ServiceView:
         with self._cond:
             last = None
             if self.last is not None:
-                last = {
-                    **self.last.to_json(), "reason": self.last_reason,
-                    "finished_at": self.last_finished_at.isoformat(timespec="seconds")
+                last = LastSync(
+                    self.last, self.last_reason,
+                    self.last_finished_at.isoformat(timespec="seconds")
                     if self.last_finished_at else None,
-                    "summary": self.last.summary(),
-                }
+                    self.last.summary(),
+                )
             c = self.counters
-            return {
-                "state": self.state(),
-                "signed_in": self._user,
-                "syncing": dict(self.syncing) if self.syncing else None,
-                "last_sync": last,
-                "backoff": {"failures": self.backoff.failures, "retry_in_s": self.retry_in_s()},
-                "syncs": {
-                    "total": sum(c.syncs.values()), "by_reason": dict(c.syncs),
-                    "noop": c.noop, "own_writes_skipped": c.own_writes_skipped,
-                    "errors": dict(c.errors),
-                },
-            }
+            return ServiceView(
+                state=self.state(), signed_in=self._user, syncing=self.syncing,
+                last_sync=last, failures=self.backoff.failures, retry_in_s=self.retry_in_s(),
+                syncs=SyncCounts(sum(c.syncs.values()), dict(c.syncs), c.noop,
+                                 c.own_writes_skipped, dict(c.errors)),
+            )
+
+
+# The kinds of failed syncs, as metrics and `status` count them.
+ERROR_KINDS = ("transient", "permanent")
+
+
+def error_kind(outcome: Outcome) -> str:
+    """A failed sync's kind: whether it passes by itself."""
+    return ERROR_KINDS[0] if outcome.transient else ERROR_KINDS[1]
 
 
 def now_iso() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from daemon.protocol import DaemonState, DaemonStatus, Status
 from localstore import Store
 from localstore.inbox import Inbox
 from localstore.outbox import Outbox
@@ -46,45 +47,46 @@ def store_status(store_path: Path, remote_label: str) -> dict[str, Any]:
         }
 
 
-def explain(daemon: dict[str, Any] | None, pending_total: int) -> str:
+def explain(daemon: DaemonStatus | None, pending_total: int) -> str:
     """The daemon's state in one sentence a person can act on."""
     if daemon is None:
         return ("No daemon is running; this is the store's own view. Start one with "
                 "`chatsync run`, or sync once with `chatsync sync-now`.")
-    state = daemon["state"]
-    last = daemon.get("last_sync") or {}
-    retry = daemon["backoff"]["retry_in_s"]
+    view = daemon.service
+    last = view.last_sync.report if view.last_sync else None
+    retry = view.retry_in_s
     when = f"in {retry:.0f}s" if retry is not None else "on the next trigger"
-    if state == "syncing":
-        s = daemon["syncing"]
-        return f"Syncing ({s['reason']}): {s['sent']} rows sent so far."
-    if state == "stopping":
+    if view.state is DaemonState.SYNCING and view.syncing is not None:
+        return f"Syncing ({view.syncing.reason}): {view.syncing.sent} rows sent so far."
+    if view.state is DaemonState.STOPPING:
         return "Stopping: finishing the batch in flight."
-    if state in ("offline", "backing off") and last.get("transient"):
+    if view.state in (DaemonState.OFFLINE, DaemonState.BACKING_OFF) and (
+            last is not None and last.outcome.transient):
         return (f"The last sync failed for a reason that usually passes by itself "
-                f"({last['error']}); chatsync retries {when} "
-                f"(failure {daemon['backoff']['failures']} in a row). Edits are kept locally.")
-    if state == "backing off":
-        return (f"The last sync failed and will not fix itself: {last.get('error')}. Fix "
-                "that, then run `chatsync sync-now`; chatsync also retries on the next "
-                f"trigger after the back-off ({when}).")
-    if state == "signed out" and last.get("signed_out"):
-        return (f"{last.get('error')}. Sign in again (`chatsync sign-in --email …`, or the "
+                f"({last.error}); chatsync retries {when} "
+                f"(failure {view.failures} in a row). Edits are kept locally.")
+    if view.state is DaemonState.BACKING_OFF:
+        return (f"The last sync failed and will not fix itself: "
+                f"{last.error if last else None}. Fix that, then run `chatsync sync-now`; "
+                f"chatsync also retries on the next trigger after the back-off ({when}).")
+    if view.state is DaemonState.SIGNED_OUT and last is not None and last.signed_out:
+        return (f"{last.error}. Sign in again (`chatsync sign-in --email …`, or the "
                 "app); local edits keep queueing and nothing is dropped.")
-    if state == "signed out":
+    if view.state is DaemonState.SIGNED_OUT:
         return "No one is signed in: nothing is pushed, and local data is kept until a sign-in."
     if pending_total:
         return f"Idle; {pending_total} row(s) wait for the next sync."
     return "Idle and up to date."
 
 
-def render(data: dict[str, Any], console: Console) -> None:
+def render(status: Status, console: Console) -> None:
+    data = status.to_json()
     daemon = data.get("daemon")
     pending = data["pending"]
     total = pending["conversations"] + pending["messages"] + pending["deletions"]
     table = Table(show_header=False, box=None)
-    table.add_row("state", daemon["state"] if daemon else "no daemon running")
-    table.add_row("", explain(daemon, total))
+    table.add_row("state", status.daemon.state.value if status.daemon else "no daemon running")
+    table.add_row("", explain(status.daemon, total))
     table.add_row("store", data["store"])
     table.add_row("remote", data["remote"])
     table.add_row("signed in", data["signed_in"] or "no one")

@@ -26,7 +26,12 @@ class AuthRefused(Exception):
 
 
 class AuthUnavailable(Exception):
-    """The auth server could not be reached or failed; worth retrying later."""
+    """The auth server could not be reached or failed; worth retrying later.
+    `unreachable`: it could not be reached at all (the daemon then shows "offline")."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,8 @@ class AuthClient:
         try:
             r = self._http.post("/token", params={"grant_type": grant}, json=body)
         except httpx.HTTPError as exc:
-            raise AuthUnavailable(f"cannot reach the auth server: {type(exc).__name__}") from None
+            raise AuthUnavailable(f"cannot reach the auth server: {type(exc).__name__}",
+                                  unreachable=True) from None
         if r.status_code >= 500 or r.status_code == 429:
             raise AuthUnavailable(f"the auth server answered {r.status_code}")
         if r.status_code != 200:

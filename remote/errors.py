@@ -37,6 +37,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError)
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """The remote database could not be reached, or the connection to it was lost (what
+    `explain` calls "cannot reach"): the daemon shows itself offline."""
+    return isinstance(exc, psycopg.OperationalError) and not _refused_credentials(exc)
+
+
+def _refused_credentials(exc: BaseException) -> bool:
+    return isinstance(exc, pgerr.InvalidPassword | pgerr.InvalidAuthorizationSpecification) or (
+        isinstance(exc, psycopg.OperationalError) and "password authentication" in str(exc)
+    )
+
+
 def explain(exc: BaseException) -> str:
     """One sentence a person can act on; never includes the DSN or its password."""
     if isinstance(exc, UnknownUser):
@@ -46,11 +58,9 @@ def explain(exc: BaseException) -> str:
             "the remote database lacks the app's tables; run `chatsync migrate` "
             f"({_primary(exc)})"
         )
-    if isinstance(exc, pgerr.InvalidPassword | pgerr.InvalidAuthorizationSpecification) or (
-        isinstance(exc, psycopg.OperationalError) and "password authentication" in str(exc)
-    ):
+    if _refused_credentials(exc):
         return "the remote refused chatsync's credentials; check remote.dsn"
-    if isinstance(exc, psycopg.OperationalError):
+    if is_unreachable(exc):
         return f"cannot reach the remote database: {_primary(exc)}"
     if isinstance(exc, psycopg.Error):
         return f"the remote database refused the sync: {_primary(exc)}"

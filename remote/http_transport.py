@@ -93,7 +93,8 @@ class HttpTransport:
                                        write=TIMEOUT.write, pool=TIMEOUT.pool))
             except httpx.HTTPError as exc:
                 raise TransportError(f"cannot reach the sync server at {self.url}: "
-                                     f"{type(exc).__name__}", transient=True) from None
+                                     f"{type(exc).__name__}", transient=True,
+                                     unreachable=True) from None
             if r.status_code == 401 and attempt == 1:
                 token = self.tokens.access_token(rejected=token)  # refresh once, then retry
                 continue

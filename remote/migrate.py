@@ -31,8 +31,11 @@ import psycopg
 
 Policy = Literal["run", "skip", "opt-in"]
 
-# An arbitrary fixed number, the same in every version of chatsync, so that any two
-# `chatsync migrate` (of whatever version) serialize on it.
+# The key of pg_advisory_xact_lock(bigint): an arbitrary fixed number, derived from nothing
+# (it is above 2**31, so no int4 hash such as hashtext() could have produced it), the same
+# in every version of chatsync, so that any two `chatsync migrate` (of whatever version)
+# serialize on it. The sync server's feed pruning locks the next number
+# (remote/server/retention.py PRUNE_LOCK): the two must never be equal.
 MIGRATION_LOCK = 7_305_118_042
 # The migration that creates the app's own tables: recorded 'adopted' on an existing
 # deployment, 'applied' on a database chatsync created.
@@ -133,7 +136,8 @@ def _is_existing_deployment(conn: psycopg.Connection, done: dict[int, str]) -> b
     """The app's tables were there before chatsync: recorded so, or seen now."""
     if APP_SCHEMA_VERSION in done:
         return done[APP_SCHEMA_VERSION] == "adopted"
-    return bool(conn.execute(HAS_APP_TABLES).fetchone()[0])
+    row = conn.execute(HAS_APP_TABLES).fetchone()
+    return bool(row and row[0])
 
 
 def _opted_in_before(available: list[Migration], done: dict[int, str]) -> bool:

@@ -30,11 +30,13 @@ XACT_STATUS = "SELECT pg_xact_status(%(xid)s::xid8)"
 
 
 class TransportError(Exception):
-    """The remote could not be used; `transient` says whether retrying later may help."""
+    """The remote could not be used; `transient` says whether retrying later may help,
+    `unreachable` whether the server was out of reach (the daemon then shows "offline")."""
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(self, message: str, *, transient: bool, unreachable: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.unreachable = unreachable
 
 
 class RemoteUser(Protocol):

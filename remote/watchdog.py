@@ -36,7 +36,6 @@ class StallWatchdog:
         self._deadline = 0.0
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-        self.fired = 0
 
     def touch(self) -> None:
         self._deadline = time.monotonic() + self.timeout_s
@@ -68,6 +67,5 @@ class StallWatchdog:
             fd = os.dup(conn.fileno())
             with socket.socket(fileno=fd) as sock:
                 sock.shutdown(socket.SHUT_RDWR)
-            self.fired += 1
             log.warning("the remote connection made no progress for %gs; dropped it",
                         self.timeout_s)

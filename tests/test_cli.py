@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,3 +112,50 @@ def test_unreachable_remote_fails_clearly_without_the_password(
 def test_migrate_is_idempotent(chatsync: Runner) -> None:
     # the fixture's database is fully migrated already
     assert "up to date" in chatsync("migrate").stdout
+
+
+def test_exit_statuses_are_the_documented_ones(chatsync: Runner, tmp_path: Path) -> None:
+    """0 done, 1 failed (one line saying why), 2 bad usage or configuration; never a
+    traceback, never the DSN's password."""
+    for args, expected in (
+        (["sync-now", "--bogus"], "No such option"),
+        (["sign-in"], "give USER_ID"),
+        (["run", "--watch", "sometimes"], "Invalid value for '--watch'"),
+    ):
+        done = chatsync(*args, ok=False)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "migrate"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "CHATSYNC_CONFIG": str(tmp_path / "absent-is-fine.toml"),
+                         "CHATSYNC_REMOTE_DSN": "host=db.example.com password='hunter2"})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("chatsync: remote.dsn is not a valid PostgreSQL")
+    assert "hunter2" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_interrupted_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "CHATSYNC_LOCAL_PATH": str(tmp_path / "store.db"),
+           "CHATSYNC_CONFIG": str(tmp_path / "none.toml"),
+           "CHATSYNC_DAEMON_SOCKET": str(tmp_path / "no.sock"),
+           "CHATSYNC_REMOTE_AUTH_URL": "http://127.0.0.1:1/auth/v1",
+           "CHATSYNC_REMOTE_ANON_KEY": "anon"}
+    (tmp_path / "none.toml").write_text("")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "sign-in", "--email", "a@example.com",
+         "--password-stdin"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        # Interrupt it once it waits for the password (a read on standard input, fd 0).
+        syscall = Path(f"/proc/{proc.pid}/syscall")
+        deadline = time.monotonic() + 30
+        while not syscall.read_text().startswith("0 0x0 "):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Aborted" not in err

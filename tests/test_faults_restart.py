@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from daemon.engine import SyncEngine
+from daemon.report import Outcome
 from remote.migrate import migrate
 from tests import pg
 from tests.faults_common import assert_converged, fill, local_dirty, new_user, plain
@@ -162,7 +163,7 @@ def test_server_restarted_mid_batch(
         fresh.close()
     assert last.ok, last.error
     if recovery == "same engine":
-        assert last.sent == 0 and last.skipped == "nothing to send", last
+        assert last.sent == 0 and last.outcome is Outcome.NOTHING_TO_SEND, last
     else:
         assert last.messages.sent == total - arrived, last
 

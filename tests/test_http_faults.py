@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from daemon.report import Outcome
 from localstore import Store
 from tests.faults_common import (
     Daemon,
@@ -113,6 +114,7 @@ def test_daemon_over_http_syncs_edits_and_tells_a_refused_session(
         assert r.returncode == 1 and "sign in again" in r.stderr, r.stderr
         status = d.status()
         assert status["daemon"]["state"] == "signed out"
+        assert status["daemon"]["last_sync"]["outcome"] == Outcome.SIGNED_OUT
         assert status["pending"]["messages"] == 2
         plain_status = cli(config, "status")
         assert "Sign in again" in plain_status.stdout, plain_status.stdout

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from daemon.engine import SyncEngine
+from daemon.report import Outcome
 from daemon.tokens import TokenKeeper, store_session
 from localstore import Store
 from remote.auth_client import AuthClient
@@ -168,6 +169,7 @@ def test_refresh_refused_says_sign_in_again_and_keeps_every_edit(
         conn.execute("UPDATE auth_session SET expires_at = ?", (int(time.time()) - 10,))
     auth.revoke_all()
     report = laptop.engine.sync()
+    assert report.outcome is Outcome.SIGNED_OUT
     assert not report.ok and report.signed_out and not report.transient
     assert "signed out: sign in again" in report.error
     assert laptop.store.conn.execute("SELECT count(*) FROM messages WHERE dirty").fetchone()[0]
@@ -187,7 +189,7 @@ def test_server_down_then_back_loses_nothing(
     laptop.store.add_message(conv.id, "user", "one")
     server.stop()
     report = laptop.engine.sync()
-    assert not report.ok and report.transient
+    assert report.outcome is Outcome.UNREACHABLE and report.transient
     assert "cannot reach the sync server" in report.error
     laptop.store.add_message(conv.id, "user", "two")
     server.start()

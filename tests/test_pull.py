@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from daemon.report import Outcome
 from localstore import Store
 from localstore.inbox import Inbox
 from tests.conftest import ALICE
@@ -61,7 +62,7 @@ def test_after_a_pull_the_next_sync_sends_nothing_and_writes_nothing(devices, re
 
     again = desktop.sync()
     desktop.engine.disconnect()
-    assert again.sent == 0 and again.pulled == 0 and again.skipped == "nothing to send"
+    assert again.sent == 0 and again.pulled == 0 and again.outcome is Outcome.NOTHING_TO_SEND
     assert dirty_count(desktop.store) == 0
     # the echo of the laptop's own push changes nothing there either
     echo = laptop.sync()

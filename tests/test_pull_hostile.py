@@ -19,7 +19,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from daemon.protocol import Status
 from daemon.pulling import pull_into
+from daemon.report import Outcome
 from daemon.status import render, store_status
 from localstore import Store
 from localstore.inbox import Inbox
@@ -127,7 +129,7 @@ def test_held_rows_are_shown_in_status(devices, remote: psycopg.Connection) -> N
     assert [(h["kind"], h["id"]) for h in data["held"]] == [("message", "msg_negative")]
     assert "input_tokens" in data["held"][0]["reason"]
     out = StringIO()
-    render(data, Console(file=out, width=200))
+    render(Status.from_json(data), Console(file=out, width=200))
     assert "held message msg_negative: messages.input_tokens" in out.getvalue()
 
 
@@ -257,7 +259,7 @@ def test_an_edit_of_a_row_gone_from_the_server_does_not_wait_forever(
         "SELECT id, resolution, local_version FROM conflicts").fetchall()
     assert [(r[0], r[1]) for r in logged] == [("msg_gone", "deleted-remotely")]
     assert "v2, edited here" in logged[0][2]
-    assert laptop.sync().skipped == "nothing to send"
+    assert laptop.sync().outcome is Outcome.NOTHING_TO_SEND
 
 
 def test_a_conversation_id_taken_by_another_user_after_a_delete(
@@ -308,7 +310,7 @@ def test_quarantined_rows_are_not_pending(devices) -> None:
     _quarantine_one(laptop, conv.id)
     pending = Outbox(laptop.store.conn).pending(ALICE)
     assert pending.total == 0 and pending.quarantined == 1
-    assert laptop.sync().skipped == "nothing to send"  # used to connect and send nothing
+    assert laptop.sync().outcome is Outcome.NOTHING_TO_SEND  # used to connect and send nothing
     status = store_status(laptop.path, "remote")
     assert status["pending"]["messages"] == 0 and len(status["quarantined"]) == 1
 
@@ -324,7 +326,7 @@ def test_messages_of_a_quarantined_conversation_wait_with_it_not_as_pending(devi
     pending = Outbox(laptop.store.conn).pending(ALICE)
     assert (pending.total, pending.quarantined, pending.waiting) == (0, 1, 1)
     assert store_status(laptop.path, "remote")["waiting_on_quarantine"] == 1
-    assert laptop.sync().skipped == "nothing to send"
+    assert laptop.sync().outcome is Outcome.NOTHING_TO_SEND
 
 
 def test_quarantine_entries_go_with_a_remote_delete(devices) -> None:
@@ -354,7 +356,7 @@ def test_a_message_without_its_conversation_is_quarantined_and_shown(
     q = Outbox(laptop.store.conn).quarantined()
     assert [(r["id"], r["reason"]) for r in q] == [
         ("msg_orphan", "its conversation 'conv_missing' does not exist in this store")]
-    assert laptop.sync().skipped == "nothing to send"
+    assert laptop.sync().outcome is Outcome.NOTHING_TO_SEND
     # the conversation arrives: the message is released and pushed
     laptop.store.create_conversation("late", id="conv_missing")
     laptop.sync()
@@ -385,7 +387,7 @@ def test_an_id_that_is_not_utf8_is_quarantined_and_the_rest_syncs(
     assert sorted(raw.execute("SELECT kind, hex(id), reason <> '' FROM quarantine")) == [
         ("conversation", "FE42", 1), ("message", "FF41", 1)]
     raw.close()
-    assert laptop.sync().skipped == "nothing to send"
+    assert laptop.sync().outcome is Outcome.NOTHING_TO_SEND
     data = store_status(laptop.path, "remote")
     assert sorted(q["id"] for q in data["quarantined"]) == ["\\xfeB", "\\xffA"]
 

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from daemon.engine import SyncEngine
+from daemon.report import Outcome
 from localstore import Store
 from localstore.outbox import Outbox
 from remote.connect import UserSession
@@ -65,7 +66,7 @@ def test_second_sync_sends_nothing_writes_nothing_counts_nothing(
     counts, figures = write_counts(remote), usage(remote)
     second = engine.sync()
     engine.disconnect()
-    assert second.ok and second.sent == 0 and second.skipped == "nothing to send"
+    assert second.ok and second.sent == 0 and second.outcome is Outcome.NOTHING_TO_SEND
     assert write_counts(remote) == counts
     assert usage(remote) == figures
 
@@ -318,7 +319,7 @@ def test_signed_out_pushes_nothing_and_sign_in_claims_anonymous_work(
     conv = store.create_conversation("offline thoughts")
     store.add_message(conv.id, "user", "written before signing in")
     report = engine.sync()
-    assert report.skipped == "no one is signed in" and report.sent == 0
+    assert report.outcome is Outcome.NOT_SIGNED_IN and report.sent == 0
     assert remote.execute("SELECT count(*) FROM chat_sessions").fetchone() == (0,)
 
     store.sign_in(ALICE)
@@ -328,7 +329,7 @@ def test_signed_out_pushes_nothing_and_sign_in_claims_anonymous_work(
 
     store.sign_out()
     store.create_conversation("after sign-out")
-    assert engine.sync().skipped == "no one is signed in"
+    assert engine.sync().outcome is Outcome.NOT_SIGNED_IN
     assert remote.execute("SELECT count(*) FROM chat_sessions").fetchone() == (1,)
 
 
@@ -340,7 +341,7 @@ def test_unreachable_remote_is_a_transient_error_and_loses_nothing(
     e = SyncEngine(store_path, "host=127.0.0.1 port=1 user=postgres connect_timeout=2")
     report = e.sync()
     e.close()
-    assert not report.ok and report.transient is True
+    assert report.outcome is Outcome.UNREACHABLE and report.transient is True
     assert "cannot reach" in (report.error or "")
     assert Outbox(store.conn).pending(ALICE).conversations == 1
 
@@ -378,7 +379,7 @@ def test_a_user_the_server_does_not_know_is_a_permanent_error_in_a_sentence(
     report = engine.sync()
     assert report.error == (f"user {ALICE} does not exist on the server: sign up in the app "
                             "first")
-    assert report.transient is False
+    assert report.outcome is Outcome.PERMANENT_FAILURE and report.transient is False
     assert remote.execute("SELECT count(*) FROM chat_sessions").fetchone()[0] == 0
 
     # The user signs up in the app: its trigger would create the profile; here the insert
