@@ -14,7 +14,7 @@ round so that a busy machine slows all of them alike:
 The daemon is a real `chatsync run --watch off` on a temporary store, signed in, whose
 start-up sync has pushed everything, against a throwaway database (migrated, dropped
 afterwards) on $CHATSYNC_BENCH_ADMIN_DSN, else the PostgreSQL on 127.0.0.1:5432 as postgres.
-Prints a table (median, p90, × bare, target: ≤ 150 ms and ≤ 3× bare in the same run) and
+Prints a table (median, p90, x bare, target: <= 150 ms and <= 3x bare in the same run) and
 the load average; asserts nothing.
 """
 
@@ -195,7 +195,8 @@ def main() -> None:
 
     bare = statistics.median(samples[commands[0][0]])
     print(f"{args.rounds} alternating rounds, {os.cpu_count()} cores, load average "
-          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; python {sys.version.split()[0]}")
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; "
+          f"python {sys.version.split()[0]}")
     rows = [("command", "median ms", "p90 ms", "x bare", "target", "met?")]
     for label, values in samples.items():
         median = statistics.median(values)
