@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from daemon import control
+# The control socket's client only (control.py is the daemon's server side, heavier).
+from daemon import control_client as control
 from daemon.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -309,13 +310,14 @@ def _expected_failure(exc: Exception) -> str | None:
     # Imported here: whatever raised these has imported them already.
     import psycopg
 
+    from daemon.control import SocketInUse
     from daemon.lock import AlreadyRunning
     from localstore import StoreError
     from remote.dsn import InvalidDsn
     from remote.errors import explain
     from remote.migrate import MigrationError
 
-    if isinstance(exc, control.SocketInUse):
+    if isinstance(exc, SocketInUse):
         return f"{exc}; set daemon.socket to run another"
     if isinstance(exc, AlreadyRunning | StoreError | MigrationError | InvalidDsn):
         return str(exc)

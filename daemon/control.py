@@ -15,15 +15,15 @@ import struct
 import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    import httpx
+# The client side lives apart so that `chatsync status` and `sync-now` need not import
+# this server; `control.request` and `control.ping` stay where they always were.
+from daemon.control_client import ping, request
+
+__all__ = ["ControlApi", "ControlServer", "SocketInUse", "ping", "request"]
 
 log = logging.getLogger(__name__)
-
-BASE_URL = "http://chatsync"
-CONNECT_TIMEOUT_S = 1.0
 
 
 class SocketInUse(Exception):
@@ -127,34 +127,3 @@ class ControlServer:
         if self.path.is_socket():  # ours, unless someone replaced it meanwhile
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-
-
-def client(path: Path, *, read_timeout: float | None = 10.0) -> httpx.Client:
-    # httpx is imported only when there is a daemon to talk to: with its CLI extras it pulls
-    # in rich and pygments, which would slow every `chatsync` command.
-    import httpx
-
-    return httpx.Client(
-        transport=httpx.HTTPTransport(uds=str(path)), base_url=BASE_URL,
-        timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT_S),
-    )
-
-
-def ping(path: Path) -> bool:
-    """Whether a daemon answers on *path*."""
-    return request(path, "GET", "/health", read_timeout=2.0) is not None
-
-
-def request(
-    path: Path, method: str, route: str, *, read_timeout: float | None = 10.0
-) -> httpx.Response | None:
-    """The daemon's answer, or None when no daemon listens on *path*."""
-    if not path.is_socket():
-        return None
-    import httpx
-
-    try:
-        with client(path, read_timeout=read_timeout) as http:
-            return http.request(method, route)
-    except (httpx.ConnectError, httpx.RemoteProtocolError):
-        return None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from localstore import Store
 from localstore.inbox import Inbox
 from localstore.outbox import Outbox
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def store_status(store_path: Path, remote_label: str) -> dict[str, Any]:
@@ -79,6 +79,9 @@ def explain(daemon: dict[str, Any] | None, pending_total: int) -> str:
 
 
 def render(data: dict[str, Any], console: Console) -> None:
+    # rich only here: `chatsync status --json` and the daemon's status route never draw.
+    from rich.table import Table
+
     daemon = data.get("daemon")
     pending = data["pending"]
     total = pending["conversations"] + pending["messages"] + pending["deletions"]

@@ -1,0 +1,87 @@
+"""The client side of the control socket, for `chatsync status`, `sync-now` and the tests.
+
+Kept apart from the server (daemon/control.py) and free of HTTP libraries so that a
+command a person types pays only for `socket` and `json`: httpx took ~150 ms to import
+and the standard library's http.client (with email and ssl) ~20 ms, for one request to a
+server that is ours. The request is HTTP/1.0 with `Connection: close`, so the answer is
+the status line, the headers and a body that ends where the connection does — which is
+what the daemon's `http.server` handler sends.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONNECT_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The daemon's answer: status code, headers (lower-case names) and body."""
+
+    status_code: int
+    content: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def ping(path: Path) -> bool:
+    """Whether a daemon answers on *path*."""
+    return request(path, "GET", "/health", read_timeout=2.0) is not None
+
+
+def request(
+    path: Path, method: str, route: str, *, read_timeout: float | None = 10.0
+) -> Answer | None:
+    """The daemon's answer, or None when no daemon listens on *path*.
+
+    A read that takes longer than *read_timeout* (None: wait as long as it takes, as
+    `sync-now` does) raises TimeoutError.
+    """
+    if not path.is_socket():
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        try:
+            sock.connect(str(path))
+        except TimeoutError:
+            raise
+        except OSError:  # refused (left behind by a daemon that died), gone, not ours
+            return None
+        sock.settimeout(read_timeout)
+        try:
+            sock.sendall(f"{method} {route} HTTP/1.0\r\nHost: chatsync\r\n"
+                         "Connection: close\r\nContent-Length: 0\r\n\r\n".encode("ascii"))
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except (ConnectionResetError, BrokenPipeError):  # the daemon went away meanwhile
+            return None
+    return _parse(b"".join(chunks))
+
+
+def _parse(raw: bytes) -> Answer | None:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("iso-8859-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    if not sep or len(status) < 2 or not status[0].startswith("HTTP/") \
+            or not status[1].isdigit():
+        return None  # closed before a whole answer: as good as no daemon
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length", "")
+    if length.isdigit() and len(body) < int(length):
+        return None
+    return Answer(int(status[1]), body, headers)
