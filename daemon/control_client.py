@@ -11,21 +11,24 @@ what the daemon's `http.server` handler sends.
 from __future__ import annotations
 
 import json
-import socket
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 CONNECT_TIMEOUT_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
 class Answer:
     """The daemon's answer: status code, headers (lower-case names) and body."""
 
-    status_code: int
-    content: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, content: bytes, headers: dict[str, str]) -> None:
+        self.status_code = status_code
+        self.content = content
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"<Answer {self.status_code}, {len(self.content)} bytes>"
 
     @property
     def text(self) -> str:
@@ -50,6 +53,8 @@ def request(
     """
     if not path.is_socket():
         return None
+    import socket  # only when there may be a daemon to ask
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(CONNECT_TIMEOUT_S)
         try:
