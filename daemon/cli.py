@@ -8,7 +8,6 @@ take a noticeable fraction of a second to import, and most commands need few of 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import TYPE_CHECKING
 
@@ -50,11 +49,20 @@ pass_ctx = click.make_pass_decorator(_Context)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Offline-first sync of a local SQLite chat store to PostgreSQL."""
-    logging.basicConfig(
+    # `status` and `sync-now` through the daemon never log, and importing logging is a
+    # noticeable part of their time; the in-process sync they may fall back to sets it up.
+    if verbose or ctx.invoked_subcommand not in ("status", "sync-now"):
+        _configure_logging(verbose)
+    ctx.obj = _Context(config_path)
+
+
+def _configure_logging(verbose: bool = False) -> None:
+    import logging
+
+    logging.basicConfig(  # a no-op once configured
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = _Context(config_path)
 
 
 @cli.command()
@@ -117,6 +125,7 @@ def sync_now(ctx: _Context, as_json: bool) -> None:
 def _sync_in_process(config: Config) -> SyncReport:
     # No store lock: a daemon may start meanwhile, and concurrent syncs are safe (marks are
     # compare-and-set, re-sends are no-ops).
+    _configure_logging()
     from daemon.progress import TerminalProgress
     from daemon.settings import make_engine
     from daemon.status import store_status
