@@ -4,12 +4,13 @@ The file is found by `--config PATH`, else `$CHATSYNC_CONFIG`, else `config.toml
 user config dir; with none of these, the documented defaults apply. Unknown keys and wrong
 types are errors that name the key.
 
-Every `chatsync` command loads this first, so it is kept light to import: frozen standard
-dataclasses checked by `_values` below (strict types from the file, strings converted
-from the environment, bounds and a few value checks declared beside each field), rather
-than a validation library whose import alone would cost a person-noticeable fraction of
-the command (pydantic took ~100 ms of `chatsync status`). The messages keep pydantic's
-wording, which the README quotes.
+Every `chatsync` command loads this first, so it is kept light to import: each section is
+an immutable `NamedTuple` (creating six frozen dataclasses cost more than the rest of this
+module), checked by `_values` below — strict types from the file, strings converted from
+the environment, bounds and value checks declared beside each field as `Annotated[...,
+Rule(...)]` — rather than by a validation library whose import alone would cost a
+noticeable part of the command (pydantic took ~100 ms of `chatsync status`). The messages
+keep pydantic's wording, which the README quotes.
 """
 
 # No `from __future__ import annotations`: `_values` reads the fields' types at run time.
@@ -17,9 +18,8 @@ wording, which the README quotes.
 import os
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 APP = "chatsync"
 
@@ -62,11 +62,24 @@ NO_SECRET = SecretStr("")
 Check = Callable[[Any], str | None]
 
 
-def _setting(default: Any, *, ge: float | None = None, gt: float | None = None,
-             le: float | None = None, check: Check | None = None) -> Any:
-    """A field with its default, numeric bounds and a value check (an error or None)."""
-    limits = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}
-    return field(default=default, metadata={**limits, "check": check})
+class Rule:
+    """Numeric bounds and a value check (returning an error or None) for one field."""
+
+    __slots__ = ("check", "ge", "gt", "le")
+
+    def __init__(self, *, ge: float | None = None, gt: float | None = None,
+                 le: float | None = None, check: Check | None = None) -> None:
+        self.ge, self.gt, self.le, self.check = ge, gt, le, check
+
+    def problem(self, value: Any) -> str | None:
+        if self.ge is not None and not value >= self.ge:
+            return f"Input should be greater than or equal to {self.ge}"
+        if self.gt is not None and not value > self.gt:
+            return f"Input should be greater than {self.gt}"
+        if self.le is not None and not value <= self.le:
+            return f"Input should be less than or equal to {self.le}"
+        error = self.check(value) if self.check is not None else None
+        return None if error is None else f"Value error, {error}"
 
 
 def _host_port(value: str) -> str | None:
@@ -89,8 +102,7 @@ def _long_secret(value: SecretStr) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LocalConfig:
+class LocalConfig(NamedTuple):
     # "" means the default: chatsync.db in the user data dir
     path: str = ""
 
@@ -103,8 +115,7 @@ class LocalConfig:
         return Path(platformdirs.user_data_dir(APP)) / "chatsync.db"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteConfig:
+class RemoteConfig(NamedTuple):
     # "" means the embedded PostgreSQL, kept in the user data dir (direct mode)
     dsn: str = ""
     # the sync server (`chatsync serve`), e.g. "https://sync.example.com"; when set, the
@@ -125,18 +136,16 @@ class RemoteConfig:
         return mask_dsn(self.dsn) if self.dsn else "embedded"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SyncConfig:
-    batch_size: int = _setting(1000, ge=1, le=100_000)
-    interval_seconds: float = _setting(300.0, gt=0)
-    debounce_ms: int = _setting(300, ge=0)
-    max_wait_ms: int = _setting(5000, ge=0)
+class SyncConfig(NamedTuple):
+    batch_size: Annotated[int, Rule(ge=1, le=100_000)] = 1000
+    interval_seconds: Annotated[float, Rule(gt=0)] = 300.0
+    debounce_ms: Annotated[int, Rule(ge=0)] = 300
+    max_wait_ms: Annotated[int, Rule(ge=0)] = 5000
     # cap of the exponential back-off after failed syncs
-    retry_max_seconds: float = _setting(300.0, gt=0)
+    retry_max_seconds: Annotated[float, Rule(gt=0)] = 300.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DaemonConfig:
+class DaemonConfig(NamedTuple):
     # "" means chatsync.sock in the user runtime dir
     socket: str = ""
     log_level: LogLevel = "info"
@@ -157,41 +166,40 @@ class DaemonConfig:
         return Path(runtime) / "chatsync.sock"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerConfig:
+class ServerConfig(NamedTuple):
     """`chatsync serve`: the HTTP sync server devices talk to instead of the database."""
 
     # host:port, or [v6-address]:port
-    listen: str = _setting("127.0.0.1:8787", check=_host_port)
+    listen: Annotated[str, Rule(check=_host_port)] = "127.0.0.1:8787"
     # "" means the embedded PostgreSQL, as for remote.dsn
     dsn: str = ""
     # The project's …/auth/v1/.well-known/jwks.json (ES256/RS256/EdDSA keys)
-    jwks_url: str = _setting("", check=_http_url)
+    jwks_url: Annotated[str, Rule(check=_http_url)] = ""
     # The legacy shared HS256 secret; set CHATSYNC_SERVER_JWT_SECRET rather than the file.
     # SecretStr: never shown in a repr, a log line or an error (immutable, so one shared
     # default is safe).
-    jwt_secret: SecretStr = _setting(NO_SECRET, check=_long_secret)  # noqa: RUF009
+    jwt_secret: Annotated[SecretStr, Rule(check=_long_secret)] = NO_SECRET
     audience: str = "authenticated"
     # "" = not checked; else tokens must carry exactly this iss
     issuer: str = ""
-    pool_size: int = _setting(10, ge=1, le=1000)
+    pool_size: Annotated[int, Rule(ge=1, le=1000)] = 10
     # request bodies, compressed and decompressed alike
-    max_body_bytes: int = _setting(16 * 1024 * 1024, ge=1024)
+    max_body_bytes: Annotated[int, Rule(ge=1024)] = 16 * 1024 * 1024
     # how long a request waits for a database connection before 503
-    pool_timeout_seconds: float = _setting(5.0, gt=0)
+    pool_timeout_seconds: Annotated[float, Rule(gt=0)] = 5.0
     # an unknown kid refetches the JWKS at most this often (a flood of made-up kids must
     # not turn into a flood of fetches)
-    jwks_refetch_seconds: float = _setting(30.0, ge=0)
+    jwks_refetch_seconds: Annotated[float, Rule(ge=0)] = 30.0
     # The one LISTEN connection per server process (live pulls). Must be a direct session
     # connection: a transaction-mode pooler cannot carry LISTEN. "" = dsn.
     listen_dsn: str = ""
     # The longest a pull with wait_seconds is held open when nothing is new.
-    live_wait_max_seconds: float = _setting(30.0, ge=0, le=3600)
+    live_wait_max_seconds: Annotated[float, Rule(ge=0, le=3600)] = 30.0
     # Change-feed entries older than this are pruned; a device whose cursor is older
     # re-syncs in full.
-    feed_retention_seconds: float = _setting(30.0 * 24 * 3600, gt=0)
+    feed_retention_seconds: Annotated[float, Rule(gt=0)] = 30.0 * 24 * 3600
     # How often each server process tries to prune (one instance at a time does it).
-    feed_prune_interval_seconds: float = _setting(3600.0, gt=0)
+    feed_prune_interval_seconds: Annotated[float, Rule(gt=0)] = 3600.0
 
     @property
     def host(self) -> str:
@@ -202,15 +210,14 @@ class ServerConfig:
         return int(self.listen.rpartition(":")[2])
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Config:
-    local: LocalConfig = field(default_factory=LocalConfig)
-    remote: RemoteConfig = field(default_factory=RemoteConfig)
-    sync: SyncConfig = field(default_factory=SyncConfig)
-    daemon: DaemonConfig = field(default_factory=DaemonConfig)
-    server: ServerConfig = field(default_factory=ServerConfig)
-    # where the values came from (a path, or "defaults"); not a setting, not compared
-    source: str = field(default="defaults", compare=False)
+class Config(NamedTuple):
+    local: LocalConfig = LocalConfig()
+    remote: RemoteConfig = RemoteConfig()
+    sync: SyncConfig = SyncConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    server: ServerConfig = ServerConfig()
+    # where the values came from: a path, or "defaults"
+    source: str = "defaults"
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -243,11 +250,8 @@ def load_config(explicit: str | Path | None = None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     source = str(path) if path else "defaults"
-    problems: list[str] = []
+    problems = [f"{key}: unknown key" for key in data if key not in SECTIONS]
     sections: dict[str, Any] = {}
-    for key in data:
-        if key not in SECTIONS:
-            problems.append(f"{key}: unknown key")
     for name, cls in SECTIONS.items():
         if name not in data:
             continue
@@ -266,15 +270,15 @@ def _apply_env(config: Config) -> Config:
     sections: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         prefix = f"CHATSYNC_{name.upper()}_"
-        found = {f.name: os.environ[prefix + f.name.upper()] for f in fields(cls)
-                 if prefix + f.name.upper() in os.environ}
+        found = {key: os.environ[prefix + key.upper()] for key in cls._fields
+                 if prefix + key.upper() in os.environ}
         if found:
             # Environment values are strings; let them convert ("500" -> 500).
             updates = _values(cls, found, name, problems, env=True)
-            sections[name] = replace(getattr(config, name), **updates)
+            sections[name] = getattr(config, name)._replace(**updates)
     if problems:
         raise ConfigError(f"environment: {'; '.join(problems)}")
-    return replace(config, **sections) if sections else config
+    return config._replace(**sections) if sections else config
 
 
 def _values(cls: type[Any], data: Mapping[str, Any], name: str, problems: list[str],
@@ -285,20 +289,20 @@ def _values(cls: type[Any], data: Mapping[str, Any], name: str, problems: list[s
     float); from the environment strings convert. Problems are appended, each naming its
     key (`sync.batch_size`, or `CHATSYNC_SYNC_BATCH_SIZE` for the environment).
     """
-    known: dict[str, Field[Any]] = {f.name: f for f in fields(cls)}
+    annotations: dict[str, Any] = cls.__annotations__
     values: dict[str, Any] = {}
     for key, raw in data.items():
         where = f"CHATSYNC_{name.upper()}_{key.upper()}" if env else f"{name}.{key}"
-        spec = known.get(key)
-        if spec is None:
+        if key not in cls._fields:
             problems.append(f"{where}: unknown key")
             continue
-        value, problem = _convert(spec.type, raw, lax=env)
-        if problem is None:
-            problem = _bounds(spec, value)
-        if problem is None and spec.metadata.get("check") is not None:
-            error = spec.metadata["check"](value)
-            problem = None if error is None else f"Value error, {error}"
+        kind = annotations[key]
+        rules: tuple[Rule, ...] = ()
+        if typing.get_origin(kind) is Annotated:
+            kind, rules = kind.__origin__, kind.__metadata__
+        value, problem = _convert(kind, raw, lax=env)
+        for rule in rules if problem is None else ():
+            problem = problem or rule.problem(value)
         if problem is None:
             values[key] = value
         else:
@@ -337,14 +341,3 @@ def _convert(kind: Any, raw: Any, *, lax: bool) -> tuple[Any, str | None]:
             return None, f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}"
         return raw, None
     raise TypeError(f"no conversion for {kind!r}")  # a field of a type added without one
-
-
-def _bounds(spec: Field[Any], value: Any) -> str | None:
-    limits = spec.metadata
-    if "ge" in limits and not value >= limits["ge"]:
-        return f"Input should be greater than or equal to {limits['ge']}"
-    if "gt" in limits and not value > limits["gt"]:
-        return f"Input should be greater than {limits['gt']}"
-    if "le" in limits and not value <= limits["le"]:
-        return f"Input should be less than or equal to {limits['le']}"
-    return None

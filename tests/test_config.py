@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ def test_the_documented_default_file_loads_and_matches_the_defaults(
     for var in ("CHATSYNC_REMOTE_DSN", "CHATSYNC_LOCAL_PATH", "CHATSYNC_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     shipped = load_config(Path(__file__).parent.parent / "config.toml")
-    assert shipped == Config()  # `source` (where the values came from) is not compared
+    assert shipped._replace(source="defaults") == Config()
 
 
 @pytest.mark.parametrize(
@@ -118,11 +117,11 @@ def test_every_key_its_default_and_its_environment_variable(
     tmp_path: Path, clean_env: pytest.MonkeyPatch
 ) -> None:
     config = Config()
-    actual = {section: {f.name: _plain(getattr(getattr(config, section), f.name))
-                        for f in dataclasses.fields(getattr(config, section))}
+    actual = {section: {f: _plain(getattr(getattr(config, section), f))
+                        for f in getattr(config, section)._fields}
               for section in DEFAULTS}
     assert actual == DEFAULTS
-    assert load_config(write(tmp_path, "")) == config
+    assert load_config(write(tmp_path, ""))._replace(source="defaults") == config
     # every key is overridden by CHATSYNC_<SECTION>_<KEY>, converted from the string
     overrides = {"local": {"path": "/x/store.db"},
                  "remote": {"dsn": "host=db", "url": "https://s", "auth_url": "https://a",
@@ -245,5 +244,5 @@ def test_secrets_never_appear_in_errors_or_reprs(
 
 def test_the_configuration_is_immutable(clean_env: pytest.MonkeyPatch) -> None:
     config = load_config(None)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         config.sync.batch_size = 5  # type: ignore[misc]
