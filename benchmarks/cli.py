@@ -9,7 +9,9 @@ round so that a busy machine slows all of them alike:
 - `python -c pass` — the bare interpreter start (site and the editable install included);
 - `chatsync status --json` with no daemon: the store's own view, nothing pending;
 - `chatsync status --json` through a running daemon (its control socket);
-- `chatsync sync-now` through a running daemon, with nothing to send.
+- `chatsync sync-now` through a running daemon, with nothing to send;
+- `chatsync status` through a running daemon, the table drawn by rich (no target: shown
+  for what drawing costs).
 
 The daemon is a real `chatsync run --watch off` on a temporary store, signed in, whose
 start-up sync has pushed everything, against a throwaway database (migrated, dropped
@@ -42,6 +44,7 @@ ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_time
 USER = "cccccccc-0000-4000-8000-00000000c11a"
 TARGET_MS = 150.0
 TARGET_X_BARE = 3.0
+UNTARGETED = "chatsync status (daemon, drawn by rich)"
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -185,6 +188,8 @@ def main() -> None:
              [chatsync, "--config", str(with_daemon), "status", "--json"]),
             ("chatsync sync-now (daemon, nothing to send)",
              [chatsync, "--config", str(with_daemon), "sync-now"]),
+            # for comparison, no target: the table a person reads is drawn with rich
+            (UNTARGETED, [chatsync, "--config", str(with_daemon), "status"]),
         ]
         for _label, argv in commands:  # warm the page cache, write bytecode; not counted
             timed(argv, env)
@@ -225,9 +230,13 @@ def main() -> None:
                          f"{used:.0f}", "1.00"))
             continue
         met = median <= TARGET_MS and median <= TARGET_X_BARE * bare
+        target = f"<= {TARGET_MS:.0f} ms, <= {TARGET_X_BARE:.0f}x bare"
+        if label == UNTARGETED:
+            target, met_text = "-", ""
+        else:
+            met_text = "yes" if met else "no"
         rows.append((label, f"{median:.0f}", f"{p90(values):.0f}", f"{median / bare:.2f}",
-                     f"<= {TARGET_MS:.0f} ms, <= {TARGET_X_BARE:.0f}x bare",
-                     "yes" if met else "no", f"{used:.0f}", f"{used / bare_cpu:.2f}"))
+                     target, met_text, f"{used:.0f}", f"{used / bare_cpu:.2f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w)
