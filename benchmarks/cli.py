@@ -124,8 +124,7 @@ def main() -> None:
                         help="a PostgreSQL server this may create a database on")
     args = parser.parse_args()
 
-    # Imported here: the benchmark's own imports are not what it measures, but keep it
-    # honest that only the setup needs them.
+    # For the setup only (the timed processes are separate and import nothing from this).
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
