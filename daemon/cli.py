@@ -20,13 +20,13 @@ else is a defect and keeps its traceback for a bug report.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from daemon import control
+# The control socket's client only (control.py is the daemon's server side, heavier).
+from daemon import control_client as control
 from daemon.config import Config, ConfigError, load_config
 from daemon.protocol import BY_DAEMON, BY_THIS_PROCESS, ErrorReply, Status, SyncReply
 
@@ -117,11 +117,20 @@ pass_ctx = click.make_pass_decorator(_Context)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Offline-first sync of a local SQLite chat store to PostgreSQL."""
-    logging.basicConfig(
+    # `status` and `sync-now` through the daemon never log, and importing logging is a
+    # noticeable part of their time; the in-process sync they may fall back to sets it up.
+    if verbose or ctx.invoked_subcommand not in ("status", "sync-now"):
+        _configure_logging(verbose)
+    ctx.obj = _Context(config_path)
+
+
+def _configure_logging(verbose: bool = False) -> None:
+    import logging
+
+    logging.basicConfig(  # a no-op once configured
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = _Context(config_path)
 
 
 @cli.command()
@@ -179,6 +188,7 @@ def sync_now(ctx: _Context, as_json: bool) -> None:
 def _sync_in_process(config: Config) -> SyncReport:
     # No store lock: a daemon may start meanwhile, and concurrent syncs are safe (marks are
     # compare-and-set, re-sends are no-ops).
+    _configure_logging()
     from daemon.progress import TerminalProgress
     from daemon.settings import make_engine
     from daemon.status import store_status
@@ -354,13 +364,14 @@ def _expected_failure(exc: Exception) -> str | None:
     # Imported here: whatever raised these has imported them already.
     import psycopg
 
+    from daemon.control import SocketInUse
     from daemon.lock import AlreadyRunning
     from localstore import StoreError
     from remote.dsn import InvalidDsn
     from remote.errors import explain
     from remote.migrate import MigrationError
 
-    if isinstance(exc, control.SocketInUse):
+    if isinstance(exc, SocketInUse):
         return f"{exc}; set daemon.socket to run another"
     if isinstance(exc, AlreadyRunning | StoreError | MigrationError | InvalidDsn):
         return str(exc)

@@ -1,4 +1,4 @@
-"""The control socket: HTTP over a Unix socket (mode 0600, same user only), and its client.
+"""The control socket's server: HTTP over a Unix socket (mode 0600, same user only).
 
 Routes: GET /health, GET /status, GET /metrics (Prometheus text), POST /sync. The JSON
 bodies are daemon/protocol.py's messages.
@@ -16,17 +16,18 @@ import struct
 import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+# The client side lives apart so that `chatsync status` and `sync-now` need not import
+# this server; `control.request` and `control.ping` stay where they always were.
+from daemon.control_client import get_status, ping, post_sync, request
 from daemon.protocol import ErrorReply, Health, Route, Status, SyncReply
 
-if TYPE_CHECKING:
-    import httpx
+__all__ = [
+    "ControlApi", "ControlServer", "SocketInUse", "get_status", "ping", "post_sync", "request",
+]
 
 log = logging.getLogger(__name__)
-
-BASE_URL = "http://chatsync"
-CONNECT_TIMEOUT_S = 1.0
 
 
 class SocketInUse(Exception):
@@ -133,53 +134,3 @@ class ControlServer:
         if self.path.is_socket():  # ours, unless someone replaced it meanwhile
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-
-
-def client(path: Path, *, read_timeout: float | None = 10.0) -> httpx.Client:
-    # httpx is imported only when there is a daemon to talk to: with its CLI extras it pulls
-    # in rich and pygments, which would slow every `chatsync` command.
-    import httpx
-
-    return httpx.Client(
-        transport=httpx.HTTPTransport(uds=str(path)), base_url=BASE_URL,
-        timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT_S),
-    )
-
-
-def get_status(path: Path) -> Status | None:
-    """The daemon's status, or None when no daemon answers on *path*."""
-    answer = request(path, *Route.STATUS)
-    if answer is None or answer.status_code != 200:
-        return None
-    return Status.from_json(answer.json())
-
-
-def post_sync(path: Path) -> SyncReply | ErrorReply | None:
-    """Ask the daemon for a sync now and wait for it: its report, its refusal (stopping),
-    or None when no daemon answers on *path*."""
-    answer = request(path, *Route.SYNC, read_timeout=None)
-    if answer is None:
-        return None
-    if answer.status_code == 200:
-        return SyncReply.from_json(answer.json())
-    return ErrorReply.from_json(answer.json())
-
-
-def ping(path: Path) -> bool:
-    """Whether a daemon answers on *path*."""
-    return request(path, *Route.HEALTH, read_timeout=2.0) is not None
-
-
-def request(
-    path: Path, method: str, route: str, *, read_timeout: float | None = 10.0
-) -> httpx.Response | None:
-    """The daemon's answer, or None when no daemon listens on *path*."""
-    if not path.is_socket():
-        return None
-    import httpx
-
-    try:
-        with client(path, read_timeout=read_timeout) as http:
-            return http.request(method, route)
-    except (httpx.ConnectError, httpx.RemoteProtocolError):
-        return None

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from daemon.protocol import DaemonState, DaemonStatus, Status
 from localstore import Store
 from localstore.inbox import Inbox
 from localstore.outbox import Outbox
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def store_status(store_path: Path, remote_label: str) -> dict[str, Any]:
@@ -80,6 +80,9 @@ def explain(daemon: DaemonStatus | None, pending_total: int) -> str:
 
 
 def render(status: Status, console: Console) -> None:
+    # rich only here: `chatsync status --json` and the daemon's status route never draw.
+    from rich.table import Table
+
     data = status.to_json()
     daemon = data.get("daemon")
     pending = data["pending"]

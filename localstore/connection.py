@@ -6,7 +6,6 @@ import contextlib
 import os
 import sqlite3
 import stat
-from importlib import resources
 from pathlib import Path
 
 from localstore.errors import SchemaTooNew
@@ -74,6 +73,9 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         )
     if version == SCHEMA_VERSION:
         return
+    # Only to migrate: it imports tempfile and more, which opening a store need not pay.
+    from importlib import resources
+
     conn.execute("BEGIN IMMEDIATE")
     try:
         # Re-read under the write lock: another process may have migrated meanwhile.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import string
 import time
 from datetime import UTC, datetime
@@ -12,6 +11,8 @@ _ALPHABET = string.ascii_lowercase + string.digits
 
 def new_id(prefix: str) -> str:
     """`conv_1752734987703_j9spjufk` style: milliseconds, then eight random characters."""
+    import secrets  # here: reading a store (`chatsync status`) makes no ids
+
     suffix = "".join(secrets.choice(_ALPHABET) for _ in range(8))
     return f"{prefix}_{int(time.time() * 1000)}_{suffix}"
 
