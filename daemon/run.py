@@ -24,6 +24,7 @@ from daemon.service import SESSION_USER, SyncService, now_iso
 from daemon.status import store_status
 from daemon.watch import EditWatcher, WatchMode
 from localstore import connect as connect_store
+from localstore.timestamps import seconds
 
 log = logging.getLogger("chatsync")
 
@@ -201,7 +202,7 @@ class Daemon:
         next_run = self.schedule.next_run()
         daemon.update(
             pid=os.getpid(), started_at=self.started_at, socket=str(self.socket_path),
-            next_scheduled=next_run.isoformat(timespec="seconds") if next_run else None,
+            next_scheduled=seconds(next_run) if next_run else None,
             watching=self.watcher.describe(),
             live=self.live.describe() if self.live is not None else None,
         )

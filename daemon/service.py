@@ -22,6 +22,7 @@ from typing import Any
 from daemon.backoff import Backoff
 from daemon.engine import SyncEngine
 from daemon.report import SyncReport
+from localstore.timestamps import now_seconds, seconds
 
 log = logging.getLogger("chatsync")
 
@@ -268,7 +269,7 @@ class SyncService:
             if self.last is not None:
                 last = {
                     **self.last.to_json(), "reason": self.last_reason,
-                    "finished_at": self.last_finished_at.isoformat(timespec="seconds")
+                    "finished_at": seconds(self.last_finished_at)
                     if self.last_finished_at else None,
                     "summary": self.last.summary(),
                 }
@@ -288,4 +289,5 @@ class SyncService:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Now, as status shows a moment (localstore.timestamps.now_seconds)."""
+    return now_seconds()

@@ -1,11 +1,13 @@
-"""Client-style ids and timestamps, as the web app makes them."""
+"""Client-style ids, as the web app makes them."""
 
 from __future__ import annotations
 
 import secrets
 import string
 import time
-from datetime import UTC, datetime
+
+# utc_now lives in localstore.timestamps; importable from here too (daemon/engine.py).
+from localstore.timestamps import utc_now as utc_now
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -15,7 +17,3 @@ def new_id(prefix: str) -> str:
     suffix = "".join(secrets.choice(_ALPHABET) for _ in range(8))
     return f"{prefix}_{int(time.time() * 1000)}_{suffix}"
 
-
-def utc_now() -> str:
-    """ISO-8601 UTC with milliseconds and a Z, the format the store keeps."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from localstore.connection import connect
 from localstore.errors import InvalidRow, NotFound
-from localstore.ids import new_id, utc_now
+from localstore.ids import new_id
 from localstore.models import MESSAGE_FIELDS, AuthSession, Conversation, Message
+from localstore.timestamps import utc_now
 from localstore.transaction import write_transaction
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Store:
         """A new conversation, owned by the signed-in user (or no one while signed out)."""
         session = self.signed_in()
         now = created_at or utc_now()
-        row = {
+        row: dict[str, Any] = {
             "id": id or new_id("conv"),
             "user_id": session.user_id if session else None,
             "title": title,
@@ -102,7 +103,7 @@ class Store:
             "updated_at": now,
         }
         with self.transaction():
-            self.db["conversations"].insert(row)
+            self.db.table("conversations").insert(row)
         return self.conversation(row["id"])
 
     def rename_conversation(self, conversation_id: str, title: str) -> Conversation:
@@ -139,7 +140,7 @@ class Store:
                 "SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone():
                 raise NotFound(f"no conversation {conversation_id!r}")
-            self.db["messages"].insert(row)
+            self.db.table("messages").insert(row)
             self.conn.execute(
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (utc_now(), conversation_id)
             )
@@ -166,7 +167,8 @@ class Store:
     # --- plumbing ---------------------------------------------------------------------
 
     def _get(self, table: str, row_id: str) -> sqlite3.Row:
-        row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone()
+        row: sqlite3.Row | None = self.conn.execute(
+            f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone()
         if row is None:
             raise NotFound(f"no {table[:-1]} {row_id!r}")
         return row
@@ -174,7 +176,7 @@ class Store:
     def _update(self, table: str, row_id: str, fields: dict[str, Any]) -> None:
         with self.transaction():
             self._get(table, row_id)  # NotFound, checked inside the write transaction
-            self.db[table].update(row_id, fields)
+            self.db.table(table).update(row_id, fields)
 
     def _delete(self, table: str, row_id: str) -> None:
         with self.transaction() as conn:
