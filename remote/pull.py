@@ -92,7 +92,6 @@ SELECT pg_current_snapshot()::text AS horizon,
 """
 
 
-
 def _selected(table: spec.Table, alias: str) -> str:
     """The select list of a table's pulled columns but the id, keyed by the store's names
     (the server's statistics by the remote's): built once from the spec, names quoted."""
@@ -218,7 +217,7 @@ def read_changes(
                    "since_xip": [x for x in xip.split(",") if x]}
     with _snapshot(session) as conn:
         if since is None:
-            params["horizon"] = _one(conn, HORIZON, {})[0]
+            params["horizon"] = _one(conn, HORIZON)[0]
         else:
             horizon, changed, stale = _one(conn, NEWS_PROBE if news_only else PROBE, params)
             if stale:
@@ -257,7 +256,9 @@ def _snapshot(session: UserSession) -> Iterator[psycopg.Connection]:
         conn.isolation_level, conn.read_only = saved
 
 
-def _one(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> tuple[Any, ...]:
+def _one(
+    conn: psycopg.Connection, query: str, params: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
     """The one row a query that always answers one gives."""
     row = conn.execute(query, params).fetchone()
     assert row is not None
