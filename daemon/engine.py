@@ -33,11 +33,11 @@ from daemon.pulling import pull_into
 from daemon.report import KindCounts, Outcome, SyncReport
 from daemon.tokens import SignedOut
 from localstore import connect as connect_store
-from localstore.ids import utc_now
 from localstore.inbox import Inbox
 from localstore.inflight import Inflight
 from localstore.outbox import Kind, Outbox
 from localstore.store import CLAIM_ANONYMOUS
+from localstore.timestamps import utc_now
 from localstore.transaction import write_transaction
 from remote import push
 from remote.auth_client import AuthUnavailable

@@ -21,10 +21,11 @@ from daemon.progress import TerminalProgress
 from daemon.protocol import BY_DAEMON, DaemonStatus, ErrorReply, Health, Status, SyncReply
 from daemon.report import SyncReport
 from daemon.schedule import Schedule
-from daemon.service import SESSION_USER, SyncService, now_iso
+from daemon.service import SESSION_USER, SyncService
 from daemon.status import store_status
 from daemon.watch import EditWatcher, WatchMode
 from localstore import connect as connect_store
+from localstore.timestamps import now_seconds, seconds
 
 log = logging.getLogger("chatsync")
 
@@ -102,7 +103,7 @@ class Daemon:
         self.control.start()
         if self.live is not None:
             self.live.start()
-        self.started_at = now_iso()
+        self.started_at = now_seconds()
         log.info("ready: file watching %s, a sync every %gs", self.watcher.mode,
                  sync_cfg.interval_seconds)
         # Ready before the first sync starts, so no sync's STATUS can precede READY=1.
@@ -205,7 +206,7 @@ class Daemon:
         daemon = DaemonStatus(
             self.service.snapshot(),
             pid=os.getpid(), started_at=self.started_at, socket=str(self.socket_path),
-            next_scheduled=next_run.isoformat(timespec="seconds") if next_run else None,
+            next_scheduled=seconds(next_run) if next_run else None,
             watching=self.watcher.describe(),
             live=self.live.describe() if self.live is not None else None,
         )

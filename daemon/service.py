@@ -22,6 +22,7 @@ from daemon.backoff import Backoff
 from daemon.engine import SyncEngine
 from daemon.protocol import DaemonState, LastSync, ServiceView, SyncCounts, Syncing
 from daemon.report import Outcome, SyncReport
+from localstore.timestamps import now_seconds, seconds
 
 log = logging.getLogger("chatsync")
 
@@ -172,7 +173,7 @@ class SyncService:
             return
         reason = min(reasons, key=lambda r: REASON_ORDER.index(r) if r in REASON_ORDER else 99)
         with self._cond:
-            self.syncing = Syncing(reason, now_iso())
+            self.syncing = Syncing(reason, now_seconds())
         self._before_sync()
         report = self.engine.sync()
         self._data_version = self._read_data_version()
@@ -184,7 +185,7 @@ class SyncService:
         self._on_sync(report)
 
     def _fail(self, ticket: int, reasons: set[str], exc: Exception) -> None:
-        report = SyncReport(started_at=now_iso())
+        report = SyncReport(started_at=now_seconds())
         report.fail(Outcome.PERMANENT_FAILURE, (
             f"chatsync hit an unexpected error ({type(exc).__name__}); nothing was lost, the "
             "log has the details"))
@@ -266,7 +267,7 @@ class SyncService:
             if self.last is not None:
                 last = LastSync(
                     self.last, self.last_reason,
-                    self.last_finished_at.isoformat(timespec="seconds")
+                    seconds(self.last_finished_at)
                     if self.last_finished_at else None,
                     self.last.summary(),
                 )
@@ -286,7 +287,3 @@ ERROR_KINDS = ("transient", "permanent")
 def error_kind(outcome: Outcome) -> str:
     """A failed sync's kind: whether it passes by itself."""
     return ERROR_KINDS[0] if outcome.transient else ERROR_KINDS[1]
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,7 @@ from daemon.protocol import DaemonState, DaemonStatus, Status
 from localstore import Store
 from localstore.inbox import Inbox
 from localstore.outbox import Outbox
+from localstore.timestamps import age_seconds
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,10 +21,7 @@ def store_status(store_path: Path, remote_label: str) -> dict[str, Any]:
         session = store.signed_in()
         outbox = Outbox(store.conn)
         pending = outbox.pending(session.user_id) if session else None
-        oldest_age = None
-        if pending and pending.oldest:
-            oldest = datetime.fromisoformat(pending.oldest.replace("Z", "+00:00"))
-            oldest_age = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        oldest_age = age_seconds(pending.oldest) if pending and pending.oldest else None
         return {
             "store": str(store.path),
             "remote": remote_label,

@@ -36,22 +36,29 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from localstore import columns as spec
 from localstore.models import error_text
-from localstore.outbox import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, Kind
+from localstore.outbox import Kind
+from localstore.timestamps import instant
 from localstore.transaction import write_transaction
 
-# The client-owned columns a pulled row is compared on. A conversation's updated_at is
-# rewritten by the server on every write, so it is taken on insert but never compared.
-CONVERSATION_COMPARED = ("user_id", "title", "created_at", "is_active")
-MESSAGE_COMPARED = MESSAGE_COLUMNS[1:]
-TIME_COLUMNS = frozenset({"created_at", "timestamp"})
-STATS_COLUMNS = (
-    "message_count", "total_tokens", "last_model", "last_message_preview",
-    "last_message_timestamp", "server_updated_at", "last_activity",
+# The client-owned columns a pulled row is compared on (localstore/columns.py). A
+# conversation's updated_at is rewritten by the server on every write, so it is taken on
+# insert but never compared.
+CONVERSATION_COMPARED = spec.CONVERSATIONS.compared
+MESSAGE_COMPARED = spec.MESSAGES.compared
+# Compared as instants, so the same moment written two ways is no change.
+TIME_COLUMNS = spec.TIMESTAMPS
+# Compared lowercased, as PostgreSQL prints a uuid.
+UUID_COLUMNS = frozenset(
+    c.name for t in spec.TABLES.values() for c in t.columns if c.kind == "uuid"
 )
+# The server's statistics of a conversation: where the store keeps them, and the pulled
+# row's key for each.
+STATS = tuple((c.name, c.remote) for c in spec.CONVERSATIONS.server)
+STATS_COLUMNS = tuple(name for name, _ in STATS)
 
 GET_CURSOR = "SELECT snapshot FROM pull_cursor WHERE user_id = ?"
 SET_CURSOR = """
@@ -61,7 +68,7 @@ ON CONFLICT (user_id) DO UPDATE SET snapshot = excluded.snapshot,
 """
 APPLYING = "UPDATE sync_meta SET applying_remote = ?"
 _IDS = "id IN (SELECT value FROM json_each(?))"  # ? is a JSON array of ids
-LOCAL_ROWS = "SELECT {columns}, rev, synced_rev FROM {table} WHERE " + _IDS
+LOCAL_ROWS = "SELECT {columns}, rev, synced_rev FROM {table} WHERE " + _IDS  # see _table
 TOMBSTONED = "SELECT id FROM tombstones WHERE kind = ? AND " + _IDS
 BASES = "SELECT id, version FROM sync_base WHERE kind = ? AND " + _IDS
 EXISTING_CONVERSATIONS = "SELECT id FROM conversations WHERE " + _IDS
@@ -133,29 +140,35 @@ WHERE {" OR ".join(f"{c} IS NOT excluded.{c}" for c in STATS_COLUMNS)}
 
 @dataclass(frozen=True, slots=True)
 class _Table:
+    """A synced table's statements, built once from its spec (names are constants)."""
+
     kind: Kind
     name: str
     columns: tuple[str, ...]  # written on insert
     compared: tuple[str, ...]  # compared and written on update
+    local_rows: str  # the local rows of a JSON array of ids, with rev and synced_rev
+    insert: str
+    update: str
+    delete: str
 
-    def insert(self) -> str:
+
+def _table(table: spec.Table) -> _Table:
+    cols = ", ".join(table.names)
+    values = ", ".join(":" + c for c in table.names)
+    sets = ", ".join(f"{c} = :{c}" for c in table.compared)
+    return _Table(
+        table.kind, table.name, table.names, table.compared,
+        local_rows=LOCAL_ROWS.format(columns=cols, table=table.name),
         # synced_rev -1: clean, and known to the remote (see localstore/schema.sql), so an
         # edit of it is never pushed as a new row should the remote delete it meanwhile.
-        cols = ", ".join(self.columns)
-        values = ", ".join(":" + c for c in self.columns)
-        return f"INSERT INTO {self.name} ({cols}, rev, synced_rev) VALUES ({values}, -1, -1)"
-
-    def update(self) -> str:
-        sets = ", ".join(f"{c} = :{c}" for c in self.compared)
-        return f"UPDATE {self.name} SET {sets} WHERE id = :id"
-
-    def delete(self) -> str:
-        return f"DELETE FROM {self.name} WHERE id = ?"
+        insert=f"INSERT INTO {table.name} ({cols}, rev, synced_rev) VALUES ({values}, -1, -1)",
+        update=f"UPDATE {table.name} SET {sets} WHERE id = :id",
+        delete=f"DELETE FROM {table.name} WHERE id = ?",
+    )
 
 
-CONVERSATIONS = _Table("conversation", "conversations", CONVERSATION_COLUMNS,
-                       CONVERSATION_COMPARED)
-MESSAGES = _Table("message", "messages", MESSAGE_COLUMNS, MESSAGE_COMPARED)
+CONVERSATIONS = _table(spec.CONVERSATIONS)
+MESSAGES = _table(spec.MESSAGES)
 
 
 @dataclass(slots=True)
@@ -314,8 +327,7 @@ class _Batch:
         self.conn, self.table, self.rows = conn, table, rows
         self.by_id = {r["id"]: r for r in rows}
         ids = json.dumps([r["id"] for r in rows])
-        sql = LOCAL_ROWS.format(columns=", ".join(table.columns), table=table.name)
-        self.local = {r["id"]: dict(r) for r in conn.execute(sql, (ids,))}
+        self.local = {r["id"]: dict(r) for r in conn.execute(table.local_rows, (ids,))}
         self.tombstoned = {r[0] for r in conn.execute(TOMBSTONED, (table.kind, ids))}
         self.bases = {r[0]: json.loads(r[1]) for r in conn.execute(BASES, (table.kind, ids))}
         # Every row pulled again is judged afresh: its old held entry goes, and comes back
@@ -344,9 +356,9 @@ class _Batch:
                 self._remote_new(remote)
             else:
                 self._remote_edit(remote, local)
-        inserted = self._write(self.table.insert(), self.inserts)
+        inserted = self._write(self.table.insert, self.inserts)
         self.done.inserted += len(inserted)
-        self.done.updated += len(self._write(self.table.update(), self.updates))
+        self.done.updated += len(self._write(self.table.update, self.updates))
         if self.table is CONVERSATIONS:
             self.arrived = inserted
             # Not for a conversation deleted here and still tombstoned: it is not local.
@@ -408,7 +420,7 @@ class _Batch:
             self.conn.execute(DROP_MESSAGE_QUARANTINE, (row_id,))
         if dirty:
             self._conflict(row_id, "deleted-remotely", local, None)
-        self.conn.execute(self.table.delete(), (row_id,))
+        self.conn.execute(self.table.delete, (row_id,))
         self.conn.execute(DROP_BASE, (kind, row_id))
         self.done.deleted += 1
 
@@ -516,30 +528,13 @@ def _value(column: str, value: Any) -> Any:
         return None
     if column in TIME_COLUMNS:
         return instant(value)
-    if column == "user_id":
+    if column in UUID_COLUMNS:
         return str(value).lower()
     return value
 
 
-def instant(text: str) -> datetime | str:
-    """An ISO-8601 text as an aware UTC datetime (naive means UTC); unparseable stays text."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return text
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _stats(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"], "message_count": row["message_count"],
-        "total_tokens": row["total_tokens"], "last_model": row["last_model"],
-        "last_message_preview": row["last_message_preview"],
-        "last_message_timestamp": row["last_message_timestamp"],
-        "server_updated_at": row["updated_at"], "last_activity": row["last_activity"],
-    }
+    return {"id": row["id"], **{name: row[key] for name, key in STATS}}
 
 
 @contextmanager

@@ -1,9 +1,15 @@
-"""The rows a desktop client reads and writes, as typed records."""
+"""The rows a desktop client reads and writes, as typed records.
+
+The fields are the synced columns of localstore/columns.py, written out so the records are
+typed; tests/test_columns.py fails when they and the spec differ.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
+
+from localstore.columns import CONVERSATIONS, MESSAGES, Table
 
 Role = Literal["user", "assistant", "system"]
 ContentType = Literal["text", "markdown"]
@@ -29,7 +35,7 @@ class Conversation:
 
     @classmethod
     def from_row(cls, row: Any) -> Conversation:
-        return _from_row(cls, row)
+        return _from_row(cls, _CONVERSATION_FLAGS, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +59,24 @@ class Message:
 
     @classmethod
     def from_row(cls, row: Any) -> Message:
-        return _from_row(cls, row)
+        return _from_row(cls, _MESSAGE_FLAGS, row)
 
 
-def _from_row(cls: type[T], row: Any) -> T:
+def _from_row(cls: type[T], flags: tuple[str, ...], row: Any) -> T:
     # SQLite has no boolean type: the flags come back as 0/1.
     values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.type in (bool, "bool"):
-            values[f.name] = bool(values[f.name])
+    for name in flags:
+        values[name] = bool(values[name])
     return cls(**values)
+
+
+def _flags(table: Table) -> tuple[str, ...]:
+    """The bool columns, and the store's `dirty`."""
+    return (*(c.name for c in table.columns if c.kind == "bool"), "dirty")
+
+
+_CONVERSATION_FLAGS = _flags(CONVERSATIONS)
+_MESSAGE_FLAGS = _flags(MESSAGES)
 
 
 def error_text(error: Any, error_message: str | None) -> str | None:
@@ -76,21 +90,6 @@ def error_text(error: Any, error_message: str | None) -> str | None:
     return "error" if error_message is None else error_message
 
 
-# Columns a client may set on a message besides its id, conversation, role and content.
-MESSAGE_FIELDS = frozenset(
-    {
-        "role",
-        "content",
-        "model",
-        "total_tokens",
-        "input_tokens",
-        "output_tokens",
-        "user_message_id",
-        "content_type",
-        "elapsed_time",
-        "completion_id",
-        "timestamp",
-        "error",
-        "error_message",
-    }
-)
+# Columns a client may set on a message (add_message, update_message): all but its id and
+# its conversation.
+MESSAGE_FIELDS = frozenset(MESSAGES.names) - {"id", "conversation_id"}

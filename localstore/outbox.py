@@ -13,18 +13,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from localstore.columns import CONVERSATIONS, MESSAGES
+from localstore.columns import Kind as Kind
 from localstore.transaction import write_transaction
 
-Kind = Literal["conversation", "message"]
-
-CONVERSATION_COLUMNS = ("id", "user_id", "title", "created_at", "updated_at", "is_active")
-MESSAGE_COLUMNS = (
-    "id", "conversation_id", "role", "content", "model", "total_tokens", "input_tokens",
-    "output_tokens", "user_message_id", "content_type", "elapsed_time", "completion_id",
-    "timestamp", "error", "error_message",
-)
+# The synced columns, as pushed (localstore/columns.py).
+CONVERSATION_COLUMNS = CONVERSATIONS.names
+MESSAGE_COLUMNS = MESSAGES.names
 
 # SQLite's planner would rather walk all of a user's conversations (by user_id) than the
 # few dirty rows; `+c.user_id` and CROSS JOIN keep it on the partial pending indexes.

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from localstore.connection import connect
 from localstore.errors import InvalidRow, NotFound
-from localstore.ids import new_id, utc_now
+from localstore.ids import new_id
 from localstore.models import MESSAGE_FIELDS, AuthSession, Conversation, Message
+from localstore.timestamps import utc_now
 from localstore.transaction import write_transaction
 
 if TYPE_CHECKING:

@@ -35,17 +35,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg import IsolationLevel
+from psycopg import IsolationLevel, sql
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 
+from localstore import columns as spec
+from localstore.timestamps import iso as iso
+from localstore.timestamps import store_time as store_time
 from remote.connect import UserSession
 
 HORIZON = "SELECT pg_current_snapshot()::text AS horizon"
 # Timestamps as text in one known shape (TimeZone is UTC in every chatsync transaction).
 ISO_DATES = "SELECT set_config('DateStyle', 'ISO, YMD', true)"
-TIME_KEYS = frozenset({"created_at", "updated_at", "last_activity", "last_message_timestamp",
-                       "timestamp"})
+# The pulled row's keys that hold a timestamp, from the column spec.
+TIME_KEYS = spec.PULLED_TIMESTAMPS
+
+
+def _defaults(table: spec.Table) -> tuple[tuple[str, Any], ...]:
+    """(key, value) the store takes where the remote has NULL (localstore/columns.py)."""
+    return (*((c.name, c.default) for c in table.columns if c.default is not None),
+            *((c.remote, c.default) for c in table.server if c.default is not None))
+
+
+CONVERSATION_DEFAULTS = _defaults(spec.CONVERSATIONS)
+MESSAGE_DEFAULTS = _defaults(spec.MESSAGES)
 
 # Entries of transactions the cursor's snapshot did not see: started at or after its xmax,
 # or in flight when it was taken. Two index scans; the ids are literal parameters so the
@@ -78,17 +91,34 @@ SELECT pg_current_snapshot()::text AS horizon,
                 WHERE f.origin IS DISTINCT FROM %(origin)s) AS changed, {_STALE} AS stale
 """
 
-_SESSION_COLUMNS = """
-    s.user_id::text AS user_id, s.title, s.created_at, s.updated_at, s.is_active,
-    s.message_count, s.total_tokens, s.last_model, s.last_message_preview,
-    s.last_message_timestamp, s.last_activity
-"""
-_MESSAGE_COLUMNS = """
-    m.session_id AS conversation_id, m.role, m.content, m.model, m.total_tokens,
-    m.input_tokens, m.output_tokens, m.user_message_id, m.content_type, m.elapsed_time,
-    m.completion_id, m.message_timestamp AS timestamp, m.error_message IS NOT NULL AS error,
-    m.error_message
-"""
+
+def _selected(table: spec.Table, alias: str) -> str:
+    """The select list of a table's pulled columns but the id, keyed by the store's names
+    (the server's statistics by the remote's): built once from the spec, names quoted."""
+    a = sql.Identifier(alias)
+    refs = {c.name: sql.SQL("{}.{}").format(a, sql.Identifier(c.remote))
+            for c in table.columns if c.remote is not None}
+    parts: list[sql.Composable] = []
+    for c in table.columns[1:]:
+        cast = spec.PULL_CAST[c.kind]
+        if c.pull_sql is not None:
+            value: sql.Composable = sql.SQL(c.pull_sql).format(**refs)
+        elif cast is not None:
+            value = sql.SQL("{}::{}").format(refs[c.name], sql.SQL(cast))
+        elif c.remote == c.name:
+            parts.append(refs[c.name])  # already named as the store names it
+            continue
+        else:
+            value = refs[c.name]
+        parts.append(sql.SQL("{} AS {}").format(value, sql.Identifier(c.name)))
+    pulled = {c.remote for c in table.columns}
+    parts += [sql.SQL("{}.{}").format(a, sql.Identifier(c.remote))
+              for c in table.server if c.remote not in pulled]
+    return "\n    " + sql.SQL(", ").join(parts).as_string(None) + "\n"
+
+
+_SESSION_COLUMNS = _selected(spec.CONVERSATIONS, "s")
+_MESSAGE_COLUMNS = _selected(spec.MESSAGES, "m")
 
 ALL_CONVERSATIONS = f"""
 SELECT s.id, false AS deleted, {_SESSION_COLUMNS}
@@ -187,10 +217,9 @@ def read_changes(
                    "since_xip": [x for x in xip.split(",") if x]}
     with _snapshot(session) as conn:
         if since is None:
-            params["horizon"] = conn.execute(HORIZON).fetchone()[0]
+            params["horizon"] = _one(conn, HORIZON)[0]
         else:
-            horizon, changed, stale = conn.execute(
-                NEWS_PROBE if news_only else PROBE, params).fetchone()
+            horizon, changed, stale = _one(conn, NEWS_PROBE if news_only else PROBE, params)
             if stale:
                 raise ResyncRequired
             if not changed:
@@ -206,7 +235,7 @@ def read_changes(
             count_sql, messages_sql = COUNT_ALL_MESSAGES_BYTE_ORDER, ALL_MESSAGES_BYTE_ORDER
         else:
             count_sql, messages_sql = COUNT_ALL_MESSAGES, ALL_MESSAGES
-        count = int(conn.execute(count_sql, params).fetchone()[0])
+        count = int(_one(conn, count_sql, params)[0])
         yield Changes(
             horizon=params["horizon"], full=full, conversations=conversations,
             message_count=count, messages=_pages(conn, messages_sql, params, page_size),
@@ -227,10 +256,19 @@ def _snapshot(session: UserSession) -> Iterator[psycopg.Connection]:
         conn.isolation_level, conn.read_only = saved
 
 
+def _one(
+    conn: psycopg.Connection, query: str, params: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
+    """The one row a query that always answers one gives."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row
+
+
 def _rows(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         _timestamps_as_text(cur)
-        return [_normalize(r) for r in cur.execute(sql, params)]
+        return [_normalize(r, CONVERSATION_DEFAULTS) for r in cur.execute(sql, params)]
 
 
 def _timestamps_as_text(cur: psycopg.Cursor[Any]) -> None:
@@ -248,10 +286,10 @@ def _pages(
         _timestamps_as_text(cur)
         cur.execute(sql, params)
         while page := cur.fetchmany(page_size):
-            yield [_normalize(r) for r in page]
+            yield [_normalize(r, MESSAGE_DEFAULTS) for r in page]
 
 
-def _normalize(row: dict[str, Any]) -> dict[str, Any]:
+def _normalize(row: dict[str, Any], defaults: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     """Remote values as the local store keeps them: ISO-8601 UTC text, 0/1, defaults."""
     for key, value in row.items():
         if key in TIME_KEYS and isinstance(value, str):
@@ -260,40 +298,11 @@ def _normalize(row: dict[str, Any]) -> dict[str, Any]:
             row[key] = int(value)
     if row["deleted"]:
         return row
-    if "role" in row:
-        for key in ("total_tokens", "input_tokens", "output_tokens", "elapsed_time"):
-            row[key] = row[key] or 0
-        row["content_type"] = row["content_type"] or "text"
-    else:
-        row["is_active"] = 1 if row["is_active"] is None else row["is_active"]
-        row["title"] = row["title"] if row["title"] is not None else "New Chat"
+    for key, default in defaults:
+        if row[key] is None:
+            row[key] = default
+    if "role" not in row:  # a conversation: the server's timestamps stand in for each other
         row["created_at"] = row["created_at"] or row["updated_at"] or iso(datetime.now(UTC))
         row["updated_at"] = row["updated_at"] or row["created_at"]
-        row["message_count"] = row["message_count"] or 0
-        row["total_tokens"] = row["total_tokens"] or 0
     return row
 
-
-def store_time(text: str) -> str:
-    """PostgreSQL's timestamptz text as the store keeps time (`iso`), when Python can read
-    it; otherwise ('infinity', a year past 9999, a BC date) PostgreSQL's own text."""
-    if text.endswith(" BC"):
-        return text
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return text
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    try:
-        return iso(value)
-    except OverflowError:  # only with an offset other than UTC, at the edges of the range
-        return text
-
-
-def iso(value: datetime) -> str:
-    """`2025-07-17T06:49:47.703Z`; microseconds only when the value has them."""
-    value = value.astimezone(UTC).replace(tzinfo=None)
-    # isoformat, not strftime: strftime drops the zero-padding of years before 1000.
-    spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
-    return value.isoformat(timespec=spec) + "Z"

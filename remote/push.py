@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerr
 
+from localstore import columns as spec
 from localstore.outbox import Kind, Refusal
 from remote import statements as sql
 from remote.connect import UserSession
@@ -50,17 +51,14 @@ class _Table:
     gone: str  # which previously synced rows the remote no longer has
 
 
+# The COPY order is the spec's (remote/statements.py stages the same columns in it).
 SESSIONS = _Table(
     "conversation", sql.STAGE_SESSIONS, sql.COPY_SESSIONS, sql.UPSERT_SESSIONS,
-    ("id", "user_id", "title", "created_at", "updated_at", "is_active", "was_synced"),
-    sql.GONE_SESSIONS,
+    (*spec.CONVERSATIONS.names, "was_synced"), sql.GONE_SESSIONS,
 )
 MESSAGES = _Table(
     "message", sql.STAGE_MESSAGES, sql.COPY_MESSAGES, sql.UPSERT_MESSAGES,
-    ("id", "conversation_id", "role", "content", "model", "total_tokens", "input_tokens",
-     "output_tokens", "user_message_id", "content_type", "elapsed_time", "completion_id",
-     "timestamp", "error", "error_message", "was_synced"),
-    sql.GONE_MESSAGES,
+    (*spec.MESSAGES.names, "was_synced"), sql.GONE_MESSAGES,
 )
 
 
@@ -136,7 +134,9 @@ def _push(
         left_out = {r.id for r in result.refused} | set(result.gone)
         result.acked = [(r["id"], r["rev"]) for r in staged if r["id"] not in left_out]
         result.written = len(written)
-        result.xid = str(conn.execute(sql.CURRENT_XID).fetchone()[0])
+        xid = conn.execute(sql.CURRENT_XID).fetchone()
+        assert xid is not None  # pg_current_xact_id() always answers
+        result.xid = str(xid[0])
         if before_commit is not None:
             before_commit(result)
     return result
@@ -213,7 +213,8 @@ def unstorable(row: dict[str, Any], columns: Sequence[str]) -> str | None:
     return None
 
 
-TIMESTAMP_COLUMNS = frozenset({"created_at", "updated_at", "timestamp"})
+# The store's timestamp columns (localstore/columns.py): PostgreSQL reads them as timestamptz.
+TIMESTAMP_COLUMNS = spec.TIMESTAMPS
 ISO_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}[0-9:.]*)?(Z|[+-]\d{2}(:?\d{2})?)?\Z")
 
 

@@ -9,6 +9,82 @@ at all, and no trigger fires for it: re-sending is a no-op by construction. `upd
 `last_activity` and the statistics are the server's and are never compared.
 """
 
+from __future__ import annotations
+
+from psycopg import sql
+
+from localstore.columns import CONVERSATIONS, MESSAGES, PUSH_CAST, STAGE_TYPE, Table
+
+
+def _text(composed: sql.Composable) -> str:
+    # No connection is needed to quote identifiers: psycopg's own rules, once, at import.
+    return composed.as_string(None)
+
+
+def _stage(stage: str, table: Table) -> str:
+    """The transaction-local staging table: n, every synced column as text, was_synced."""
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c.stage), sql.SQL(STAGE_TYPE))
+        for c in table.columns)
+    return _text(sql.SQL(
+        "\nCREATE TEMP TABLE {stage} (\n    n int, {columns},\n    was_synced text\n"
+        ") ON COMMIT DROP\n"
+    ).format(stage=sql.Identifier(stage), columns=columns))
+
+
+def _copy(stage: str, table: Table) -> str:
+    columns = sql.SQL(", ").join(sql.Identifier(c.stage) for c in table.columns)
+    return _text(sql.SQL("\nCOPY {stage} (n, {columns},\n    was_synced)\nFROM STDIN\n").format(
+        stage=sql.Identifier(stage), columns=columns))
+
+
+def _value(table: Table, name: str) -> sql.Composable:
+    """The upsert's value of column *name* from the staged row: cast to its kind, or the
+    spec's push_sql over the staged columns."""
+    column = table.column(name)
+    if column.push_sql is not None:
+        return sql.SQL(column.push_sql).format(
+            **{c.name: sql.Identifier(c.stage) for c in table.columns})
+    cast = PUSH_CAST[column.kind]
+    if cast is None:
+        return sql.Identifier(column.stage)
+    return sql.SQL("{}::{}").format(sql.Identifier(column.stage), sql.SQL(cast))
+
+
+def _upsert(stage: str, table: Table, alias: str) -> str:
+    """Insert the staged rows [lo, hi) that are new to the remote, or known there (was_synced
+    and still present: a row deleted there is not revived); update a row only where a
+    client-owned column differs."""
+    # (column, its remote name): the store's own columns (`error`) travel in another's value
+    pushed = [(c, c.remote) for c in table.columns if c.remote is not None]
+    compared = [sql.Identifier(name) for c, name in pushed if c.compared]
+    a, remote = sql.Identifier(alias), sql.Identifier("public", table.remote)
+
+    def listed(parts: list[sql.Composable]) -> sql.Composable:
+        return sql.SQL(", ").join(parts)
+
+    return _text(sql.SQL("""
+INSERT INTO {remote} AS {a} ({columns})
+SELECT {values}
+FROM {stage} AS st
+WHERE n >= %(lo)s AND n < %(hi)s
+  AND (was_synced = '0' OR EXISTS (SELECT 1 FROM {remote} AS x WHERE x.id = st.id))
+ON CONFLICT (id) DO UPDATE SET
+    {sets}
+WHERE ({mine})
+      IS DISTINCT FROM
+      ({theirs})
+RETURNING {a}.id
+""").format(
+        remote=remote, a=a, stage=sql.Identifier(stage),
+        columns=listed([sql.Identifier(name) for _, name in pushed]),
+        values=listed([_value(table, c.name) for c, _ in pushed]),
+        sets=listed([sql.SQL("{c} = EXCLUDED.{c}").format(c=c) for c in compared]),
+        mine=listed([sql.SQL("{}.{}").format(a, c) for c in compared]),
+        theirs=listed([sql.SQL("EXCLUDED.{}").format(c) for c in compared]),
+    ))
+
+
 PROFILE_EXISTS = "SELECT 1 FROM public.profiles WHERE id = %(user_id)s"
 CREATE_PROFILE = """
 INSERT INTO public.profiles (id, email) VALUES (%(user_id)s, %(email)s)
@@ -20,87 +96,20 @@ ON CONFLICT (id) DO NOTHING
 CURRENT_XID = "SELECT pg_current_xact_id()::text"
 XACT_STATUS = "SELECT pg_xact_status(%(xid)s::xid8)"
 
-STAGE_SESSIONS = """
-CREATE TEMP TABLE chatsync_stage_sessions (
-    n int, id text, user_id text, title text, created_at text, updated_at text, is_active text,
-    was_synced text
-) ON COMMIT DROP
-"""
-COPY_SESSIONS = """
-COPY chatsync_stage_sessions (n, id, user_id, title, created_at, updated_at, is_active,
-    was_synced)
-FROM STDIN
-"""
-UPSERT_SESSIONS = """
-INSERT INTO public.chat_sessions AS s (id, user_id, title, created_at, updated_at, is_active)
-SELECT id, user_id::uuid, title, created_at::timestamptz, updated_at::timestamptz,
-       is_active::boolean
-FROM chatsync_stage_sessions AS st
-WHERE n >= %(lo)s AND n < %(hi)s
-  AND (was_synced = '0' OR EXISTS (SELECT 1 FROM public.chat_sessions AS x WHERE x.id = st.id))
-ON CONFLICT (id) DO UPDATE SET
-    user_id = EXCLUDED.user_id,
-    title = EXCLUDED.title,
-    created_at = EXCLUDED.created_at,
-    is_active = EXCLUDED.is_active
-WHERE (s.user_id, s.title, s.created_at, s.is_active)
-      IS DISTINCT FROM (EXCLUDED.user_id, EXCLUDED.title, EXCLUDED.created_at, EXCLUDED.is_active)
-RETURNING s.id
-"""
+# Staging tables, COPY and upserts, one per synced table, derived from its column spec
+# (localstore/columns.py): the names are constants, composed with psycopg.sql.Identifier
+# once at import, so the statements are plain text like the rest. Only values are bound.
+STAGE_SESSIONS = _stage("chatsync_stage_sessions", CONVERSATIONS)
+COPY_SESSIONS = _copy("chatsync_stage_sessions", CONVERSATIONS)
+UPSERT_SESSIONS = _upsert("chatsync_stage_sessions", CONVERSATIONS, "s")
 
-STAGE_MESSAGES = """
-CREATE TEMP TABLE chatsync_stage_messages (
-    n int, id text, session_id text, role text, content text, model text, total_tokens text,
-    input_tokens text, output_tokens text, user_message_id text, content_type text,
-    elapsed_time text, completion_id text, message_timestamp text, error text, error_message text,
-    was_synced text
-) ON COMMIT DROP
-"""
-COPY_MESSAGES = """
-COPY chatsync_stage_messages (n, id, session_id, role, content, model, total_tokens,
-    input_tokens, output_tokens, user_message_id, content_type, elapsed_time, completion_id,
-    message_timestamp, error, error_message, was_synced)
-FROM STDIN
-"""
+STAGE_MESSAGES = _stage("chatsync_stage_messages", MESSAGES)
+COPY_MESSAGES = _copy("chatsync_stage_messages", MESSAGES)
 # The app keeps an error's text in error_message. The store keeps it too (pulled), beside the
 # flag clients set: a flagged message is sent with its text, or 'error' when it has none, and
-# an unflagged one with none. The text is compared, so a device's edit of the content never
-# replaces the app's text.
-UPSERT_MESSAGES = """
-INSERT INTO public.chat_messages AS m (id, session_id, role, content, model, total_tokens,
-    input_tokens, output_tokens, user_message_id, content_type, elapsed_time, completion_id,
-    message_timestamp, error_message)
-SELECT id, session_id, role, content, model, total_tokens::int, input_tokens::int,
-       output_tokens::int, user_message_id, content_type, elapsed_time::int, completion_id,
-       message_timestamp::timestamptz,
-       CASE WHEN error::boolean THEN coalesce(error_message, 'error') END
-FROM chatsync_stage_messages AS st
-WHERE n >= %(lo)s AND n < %(hi)s
-  AND (was_synced = '0' OR EXISTS (SELECT 1 FROM public.chat_messages AS x WHERE x.id = st.id))
-ON CONFLICT (id) DO UPDATE SET
-    session_id = EXCLUDED.session_id,
-    role = EXCLUDED.role,
-    content = EXCLUDED.content,
-    model = EXCLUDED.model,
-    total_tokens = EXCLUDED.total_tokens,
-    input_tokens = EXCLUDED.input_tokens,
-    output_tokens = EXCLUDED.output_tokens,
-    user_message_id = EXCLUDED.user_message_id,
-    content_type = EXCLUDED.content_type,
-    elapsed_time = EXCLUDED.elapsed_time,
-    completion_id = EXCLUDED.completion_id,
-    message_timestamp = EXCLUDED.message_timestamp,
-    error_message = EXCLUDED.error_message
-WHERE (m.session_id, m.role, m.content, m.model, m.total_tokens, m.input_tokens,
-       m.output_tokens, m.user_message_id, m.content_type, m.elapsed_time, m.completion_id,
-       m.message_timestamp, m.error_message)
-      IS DISTINCT FROM
-      (EXCLUDED.session_id, EXCLUDED.role, EXCLUDED.content, EXCLUDED.model,
-       EXCLUDED.total_tokens, EXCLUDED.input_tokens, EXCLUDED.output_tokens,
-       EXCLUDED.user_message_id, EXCLUDED.content_type, EXCLUDED.elapsed_time,
-       EXCLUDED.completion_id, EXCLUDED.message_timestamp, EXCLUDED.error_message)
-RETURNING m.id
-"""
+# an unflagged one with none (the spec's push_sql). The text is compared, so a device's edit
+# of the content never replaces the app's text.
+UPSERT_MESSAGES = _upsert("chatsync_stage_messages", MESSAGES, "m")
 
 # A row the remote had once (was_synced) but no longer has was deleted there, by another
 # device or the server, after our last pull: it is not inserted again (that would revive it

@@ -6,17 +6,20 @@ errors carry the path of the offending field (`messages[3].rev`), which becomes 
 transport can build and read these same models.
 
 Rows are the store's: exactly the dicts `localstore.outbox` PENDING_* queries give the push
-code. Column values keep the types SQLite handed over (text, integer, real or null): the
-push code refuses a row it cannot store *per row* (quarantine), so the wire must not turn
-such a row into a 422 for the whole batch. Only the keys the server relies on are typed
-tightly (id, rev, was_synced, kind).
+code, with the columns of the spec (localstore/columns.py). Column values keep the types
+SQLite handed over (text, integer, real or null): the push code refuses a row it cannot
+store *per row* (quarantine), so the wire must not turn such a row into a 422 for the
+whole batch. Only the keys the server relies on are typed tightly (id, rev, was_synced,
+kind).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+
+from localstore import columns as spec
 
 Value = StrictStr | StrictInt | StrictFloat | None
 RowId = Annotated[StrictStr, Field(min_length=1, max_length=255)]  # the store limit
@@ -34,35 +37,28 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class ConversationRow(_Wire):
-    id: RowId
-    user_id: Value
-    title: Value
-    created_at: Value
-    updated_at: Value
-    is_active: Value
-    was_synced: WasSynced
-    rev: Rev
+def _row_model(name: str, table: spec.Table) -> type[_Wire]:
+    """A pushed row of *table*: its synced columns (id tightly typed), was_synced and rev."""
+    fields: dict[str, Any] = {"id": (RowId, ...)}
+    fields |= {c.name: (Value, ...) for c in table.columns[1:]}
+    fields |= {"was_synced": (WasSynced, ...), "rev": (Rev, ...)}
+    return create_model(name, __base__=_Wire, __module__=__name__, **fields)
 
 
-class MessageRow(_Wire):
-    id: RowId
-    conversation_id: Value
-    role: Value
-    content: Value
-    model: Value
-    total_tokens: Value
-    input_tokens: Value
-    output_tokens: Value
-    user_message_id: Value
-    content_type: Value
-    elapsed_time: Value
-    completion_id: Value
-    timestamp: Value
-    error: Value
-    error_message: Value
-    was_synced: WasSynced
-    rev: Rev
+if TYPE_CHECKING:
+    # What the type checker knows of a row: the keys typed tightly; the rest are the spec's.
+    class ConversationRow(_Wire):
+        id: RowId
+        was_synced: WasSynced
+        rev: Rev
+
+    class MessageRow(_Wire):
+        id: RowId
+        was_synced: WasSynced
+        rev: Rev
+else:
+    ConversationRow = _row_model("ConversationRow", spec.CONVERSATIONS)
+    MessageRow = _row_model("MessageRow", spec.MESSAGES)
 
 
 class DeletionRow(_Wire):
