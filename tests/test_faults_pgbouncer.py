@@ -26,14 +26,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from daemon.engine import SyncEngine
-from tests.daemon_proc import free_port
-from tests.faults_common import (
-    assert_converged,
-    fill,
-    new_user,
-    plain,
-    wait_for,
-)
+from tests.support.daemons import free_port, wait_for
+from tests.support.stores import assert_converged, fill, new_user, plain
 
 XMINS = "SELECT id, xmin::text FROM public.chat_messages UNION ALL " \
         "SELECT id, xmin::text FROM public.chat_sessions ORDER BY 1"

@@ -18,9 +18,9 @@ import psycopg
 import pytest
 
 from remote.http_transport import HttpTransport
-from tests.conftest import ALICE, BOB
-from tests.daemon_proc import wait_for
-from tests.server_support import HS_SECRET, ServerProc, batch, conversation, hs_token, message
+from tests.support import ALICE, BOB
+from tests.support.daemons import wait_for
+from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
 TOKENS = {ALICE: hs_token(ALICE), BOB: hs_token(BOB)}
 LISTENER_APP = "chatsync-server-listen"
@@ -264,8 +264,8 @@ def test_wait_then_the_engines_pull_brings_a_web_app_row_into_the_store_within_a
     """The daemon's live loop, by hand: wait_for_changes on the engine's own transport, then
     the engine's normal sync (which reuses the live answer). Commit → local store."""
     from localstore.inbox import Inbox
-    from tests.auth_standin import AuthStandIn
-    from tests.test_http_sync import PASSWORD, HttpDevice
+    from tests.support.auth_standin import AuthStandIn
+    from tests.support.devices import PASSWORD, HttpDevice
 
     auth = AuthStandIn(
         users={"alice@example.com": (ALICE, PASSWORD)},

@@ -27,10 +27,10 @@ from localstore.inbox import Inbox
 from remote import pull
 from remote.server.retention import prune
 from remote.transport import DirectTransport
-from tests.conftest import ALICE, BOB
-from tests.daemon_proc import wait_for
-from tests.pull_support import Device, dirty_count, local_view, remote_view, text_times
-from tests.server_support import HS_SECRET, ServerProc, batch, conversation, hs_token, message
+from tests.support import ALICE, BOB
+from tests.support.daemons import wait_for
+from tests.support.devices import Device, dirty_count, local_view, remote_view, text_times
+from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
 MONTH_S = 30 * 24 * 3600
 
@@ -274,8 +274,8 @@ def test_http_server_prunes_on_schedule_and_an_old_cursor_gets_resync(
 
 def test_http_device_resyncs_through_the_server(
         tmp_path: Path, remote_dsn: str) -> None:
-    from tests.auth_standin import AuthStandIn
-    from tests.test_http_sync import PASSWORD, HttpDevice
+    from tests.support.auth_standin import AuthStandIn
+    from tests.support.devices import PASSWORD, HttpDevice
 
     auth = AuthStandIn(
         users={"alice@example.com": (ALICE, PASSWORD)},
@@ -310,7 +310,7 @@ def icu_dsn(admin_dsn: str) -> Iterator[str]:
     from psycopg import sql
 
     from remote.migrate import migrate
-    from tests import pg
+    from tests.support import pg
 
     name = f"chatsync_icu_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:

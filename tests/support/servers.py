@@ -1,4 +1,5 @@
-"""Real `chatsync serve` processes, real signing keys and a local JWKS endpoint for tests."""
+"""Real `chatsync serve` processes, real signing keys and a local JWKS endpoint, and push
+bodies in the store's shape: for the tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from tests.daemon_proc import ROOT, free_port, wait_for
+from tests.support.daemons import ROOT, free_port, wait_for
 
 AUDIENCE = "authenticated"
 HS_SECRET = "test-only-hs256-secret-that-is-long-enough-0123456789"
@@ -105,10 +106,16 @@ class Jwks:
 
 
 class ServerProc:
-    """One `python -m daemon serve` on a free port, with its own config file and log."""
+    """One `python -m daemon serve` on a free port, with its own config file and log.
+
+    *server* are `[server]` settings; *secret* is handed over in CHATSYNC_SERVER_JWT_SECRET
+    (HS256 tokens), as a deployment with the project's legacy JWT secret would. Nothing of
+    the caller's own chatsync settings leaks into the server.
+    """
 
     def __init__(self, workdir: Path, dsn: str, *, jwks_url: str = "", secret: str = "",
                  **server: Any) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.dsn = dsn
         self.url = f"http://127.0.0.1:{self.port}"
@@ -128,13 +135,19 @@ class ServerProc:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "daemon", "--config", str(self.config), *args]
 
-    def start(self, *, wait: bool = True, workers: int = 1) -> ServerProc:
+    def start(self, *, wait: bool = True, workers: int = 1, timeout: float = 30) -> ServerProc:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command("serve", "--workers", str(workers)), cwd=ROOT, env=self.env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if wait:
-            wait_for(self._answers, 30, f"the server to answer:\n{self.log()}")
+            try:
+                wait_for(self._answers, timeout, "the server to answer")
+            except AssertionError as exc:
+                if self.proc.poll() is not None:  # exited: the message has its log
+                    raise
+                self.stop()
+                raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
         return self
 
     def _answers(self) -> bool:
@@ -163,6 +176,9 @@ class ServerProc:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log()[-chars:]
 
     def stop(self, timeout: float = 30) -> None:
         if self.proc is not None and self.proc.poll() is None:
