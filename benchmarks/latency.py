@@ -24,7 +24,8 @@ from daemon.config import Config
 from localstore import Store
 from remote.migrate import migrate
 from tests.support import pg
-from tests.support.daemons import DaemonProc, wait_for
+from tests.support.daemons import DaemonProc
+from tests.support.procs import wait_for
 
 USER = "aaaaaaaa-0000-4000-8000-00000000beef"
 INSERT = "INSERT INTO messages (id, conversation_id, role, content) VALUES (?, ?, 'user', ?)"

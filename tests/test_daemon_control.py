@@ -18,8 +18,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from localstore import Store
 from tests.support import ALICE
-from tests.support.daemons import ROOT, DaemonProc, free_port, wait_for
+from tests.support.daemons import DaemonProc
 from tests.support.faults_proxy import FaultProxy
+from tests.support.procs import ROOT, free_port, wait_for
 
 Spawn = Callable[..., DaemonProc]
 

@@ -12,7 +12,8 @@ import psycopg
 
 from localstore import Store
 from tests.support import ALICE
-from tests.support.daemons import DaemonProc, wait_for
+from tests.support.daemons import DaemonProc
+from tests.support.procs import wait_for
 
 Spawn = Callable[..., DaemonProc]
 

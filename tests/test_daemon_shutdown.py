@@ -12,7 +12,8 @@ import pytest
 from daemon.run import STOP_BOUND_S
 from localstore import Store
 from tests.support import ALICE
-from tests.support.daemons import DaemonProc, wait_for
+from tests.support.daemons import DaemonProc
+from tests.support.procs import wait_for
 from tests.support.remote_facts import audited_truth, usage
 from tests.support.stores import fill
 

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from daemon.engine import SyncEngine
-from tests.support.daemons import DaemonProc, child_env, cli, spawn, wait_for, write_config
+from tests.support.daemons import DaemonProc, child_env, cli, spawn, write_config
+from tests.support.procs import wait_for
 from tests.support.stores import (
     LONG,
     assert_converged,

@@ -17,7 +17,8 @@ import pytest
 
 from daemon.engine import SyncEngine
 from localstore import Store, connection
-from tests.support.daemons import DaemonProc, cli, wait_for, write_config
+from tests.support.daemons import DaemonProc, cli, write_config
+from tests.support.procs import wait_for
 from tests.support.stores import assert_converged, fill, local_dirty, new_user, plain
 
 HOLD_S = 7.0  # longer than the store's 5 s busy timeout

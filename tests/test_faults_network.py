@@ -20,8 +20,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from daemon.engine import SyncEngine
-from tests.support.daemons import DaemonProc, wait_for, write_config
+from tests.support.daemons import DaemonProc, write_config
 from tests.support.faults_proxy import FaultProxy
+from tests.support.procs import wait_for
 from tests.support.stores import (
     LONG,
     assert_converged,

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from localstore import Store
-from tests.support.daemons import DaemonProc, child_env, cli, spawn, wait_for
+from tests.support.daemons import DaemonProc, child_env, cli, spawn
+from tests.support.procs import wait_for
 from tests.support.servers import ServerProc, hs_token
 from tests.support.stores import assert_converged, fill, new_user, random_edits
 

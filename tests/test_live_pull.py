@@ -19,7 +19,7 @@ import pytest
 
 from remote.http_transport import HttpTransport
 from tests.support import ALICE, BOB
-from tests.support.daemons import wait_for
+from tests.support.procs import wait_for
 from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
 TOKENS = {ALICE: hs_token(ALICE), BOB: hs_token(BOB)}

@@ -28,8 +28,8 @@ from remote import pull
 from remote.server.retention import prune
 from remote.transport import DirectTransport
 from tests.support import ALICE, BOB
-from tests.support.daemons import wait_for
 from tests.support.devices import Device, dirty_count, local_view, remote_view, text_times
+from tests.support.procs import wait_for
 from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
 MONTH_S = 30 * 24 * 3600

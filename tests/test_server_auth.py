@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.support import ALICE, BOB
-from tests.support.daemons import ROOT
+from tests.support.procs import ROOT
 from tests.support.remote_facts import usage
 from tests.support.servers import (
     HS_SECRET,
@@ -236,7 +236,7 @@ def test_serve_with_no_key_refuses_to_start(tmp_path: Path, remote_dsn: str) -> 
 
 
 def test_an_unreachable_jwks_is_a_503_not_a_401(tmp_path: Path, remote_dsn: str) -> None:
-    from tests.support.daemons import free_port
+    from tests.support.procs import free_port
 
     url = f"http://127.0.0.1:{free_port()}/auth/v1/.well-known/jwks.json"
     proc = ServerProc(tmp_path, remote_dsn, jwks_url=url).start()

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.support import ALICE
-from tests.support.daemons import free_port
+from tests.support.procs import free_port
 from tests.support.servers import (
     HS_SECRET,
     ServerProc,

@@ -14,8 +14,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.support import ALICE
-from tests.support.daemons import wait_for
 from tests.support.faults_proxy import FaultProxy
+from tests.support.procs import wait_for
 from tests.support.remote_facts import audited_truth, usage
 from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 

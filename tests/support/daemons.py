@@ -1,50 +1,26 @@
 """Real `chatsync run` processes (and one-shot `chatsync` commands), for tests and benchmarks.
 
 One config writer (`write_config`), one clean child environment (`child_env`), one daemon
-wrapper (`DaemonProc`), and the polling helper everything waits with (`wait_for`).
+wrapper (`DaemonProc`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from daemon import control
-
-T = TypeVar("T")
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll *check* until it returns something truthy; fail with *what* after *timeout*."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.procs import ROOT, child_env, wait_for
 
 
 def write_config(workdir: Path, *, store: Path, dsn: str, **sync: Any) -> tuple[Path, Path]:
@@ -62,15 +38,6 @@ def write_config(workdir: Path, *, store: Path, dsn: str, **sync: Any) -> tuple[
     path = workdir / f"config-{uuid.uuid4().hex[:6]}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path, socket_path
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """This environment without chatsync's own settings (but CHATSYNC_LONG), plus *extra*:
-    what a child reads is its config file and what the caller hands it."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CHATSYNC_") or k == "CHATSYNC_LONG"}
-    env.update(extra)
-    return env
 
 
 def cli(config: Path, *args: str, env: dict[str, str] | None = None,

@@ -4,7 +4,6 @@ bodies in the store's shape: for the tests and the benchmarks."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from tests.support.daemons import ROOT, free_port, wait_for
+from tests.support.procs import ROOT, child_env, free_port, wait_for
 
 AUDIENCE = "authenticated"
 HS_SECRET = "test-only-hs256-secret-that-is-long-enough-0123456789"
@@ -105,6 +104,22 @@ class Jwks:
         self.httpd.server_close()
 
 
+def write_server_config(path: Path, *, port: int, dsn: str, **server: Any) -> Path:
+    """A config for `chatsync serve` on 127.0.0.1:*port*; *server* are more `[server]`
+    settings. The `[local]` store it names is never used."""
+    settings = {"listen": f"127.0.0.1:{port}", "dsn": dsn, **server}
+    lines = ["[local]", f"path = {json.dumps(str(path.parent / 'srv-store' / 'x.db'))}",
+             "[daemon]", 'log_level = "warning"', "[server]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def server_env(secret: str = "") -> dict[str, str]:
+    """`child_env()`, and *secret* (HS256 tokens) in CHATSYNC_SERVER_JWT_SECRET."""
+    return child_env(CHATSYNC_SERVER_JWT_SECRET=secret) if secret else child_env()
+
+
 class ServerProc:
     """One `python -m daemon serve` on a free port, with its own config file and log.
 
@@ -119,17 +134,10 @@ class ServerProc:
         self.port = free_port()
         self.dsn = dsn
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = {"listen": f"127.0.0.1:{self.port}", "dsn": dsn, "jwks_url": jwks_url,
-                    **server}
-        lines = ["[local]", f"path = {json.dumps(str(workdir / 'srv-store' / 'x.db'))}",
-                 "[daemon]", 'log_level = "warning"', "[server]"]
-        lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-        self.config = workdir / f"server-{self.port}.toml"
-        self.config.write_text("\n".join(lines) + "\n")
+        self.config = write_server_config(workdir / f"server-{self.port}.toml", port=self.port,
+                                          dsn=dsn, jwks_url=jwks_url, **server)
         self.log_path = workdir / f"server-{self.port}.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSYNC_")}
-        if secret:
-            self.env["CHATSYNC_SERVER_JWT_SECRET"] = secret
+        self.env = server_env(secret)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self, *args: str) -> list[str]:
