@@ -28,7 +28,15 @@ from remote import pull
 from remote.server.retention import prune
 from remote.transport import DirectTransport
 from tests.support import ALICE, BOB
-from tests.support.devices import Device, dirty_count, local_view, remote_view, text_times
+from tests.support.auth_standin import AuthStandIn
+from tests.support.devices import (
+    Device,
+    HttpDevice,
+    dirty_count,
+    local_view,
+    remote_view,
+    text_times,
+)
 from tests.support.procs import wait_for
 from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
@@ -273,15 +281,7 @@ def test_http_server_prunes_on_schedule_and_an_old_cursor_gets_resync(
 
 
 def test_http_device_resyncs_through_the_server(
-        tmp_path: Path, remote_dsn: str) -> None:
-    from tests.support.auth_standin import AuthStandIn
-    from tests.support.devices import PASSWORD, HttpDevice
-
-    auth = AuthStandIn(
-        users={"alice@example.com": (ALICE, PASSWORD)},
-        make_access_token=lambda user, exp: hs_token(user, exp_in=exp - time.time()),
-    ).start()
-    server = ServerProc(tmp_path, remote_dsn, secret=HS_SECRET).start()
+        tmp_path: Path, remote_dsn: str, server: ServerProc, auth: AuthStandIn) -> None:
     laptop = HttpDevice(tmp_path / "laptop" / "chatsync.db", server, auth)
     desktop = HttpDevice(tmp_path / "desktop" / "chatsync.db", server, auth,
                          pull_page_size=3)
@@ -292,8 +292,6 @@ def test_http_device_resyncs_through_the_server(
     finally:
         laptop.close()
         desktop.close()
-        server.stop()
-        auth.stop()
 
 
 

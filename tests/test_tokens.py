@@ -18,8 +18,8 @@ from localstore import Store
 from remote.auth_client import AuthClient, AuthRefused, AuthUnavailable
 from tests.support import ALICE
 from tests.support.auth_standin import AuthStandIn
+from tests.support.procs import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 
