@@ -7,6 +7,7 @@
 - `daemons`: one `chatsync run` wrapper, its config, one-shot `chatsync` commands;
 - `servers`: one `chatsync serve` wrapper, signing keys, a JWKS endpoint, push bodies;
 - `remote_facts`: what is on the remote, and the truth its usage figures must equal;
+- `pgbouncer`: PgBouncer in transaction mode; `procs`: waiting, free ports, process groups;
 - `endpoint`: an emulation of the web app's original sync endpoint (the baseline);
 - `auth_standin`: a local stand-in of the auth server; `faults_proxy`: a cutting TCP proxy.
 
