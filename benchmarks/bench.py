@@ -210,7 +210,7 @@ def child_chatsync_http(store: str, url: str, batch_size: int, repeat: int) -> d
 
 
 def child_baseline(store: str, dsn: str) -> dict[str, Any]:
-    from benchmarks.endpoint import client_payload, endpoint_sync
+    from tests.support.endpoint import client_payload, endpoint_sync
 
     idle = _maxrss_mb()
     started = time.perf_counter()
@@ -299,7 +299,7 @@ class Step:
 
 
 def _write_counts(conn: psycopg.Connection) -> dict[str, int]:
-    from tests.remote_facts import write_counts
+    from tests.support.remote_facts import write_counts
 
     return write_counts(conn)
 
@@ -336,7 +336,7 @@ class Bench:
 
     def database(self, kind: str) -> str:
         from remote.migrate import migrate
-        from tests import pg
+        from tests.support import pg
 
         name = pg.create_database(self.admin_dsn, f"chatsync_bench_{kind}")
         self.databases.append(name)
@@ -352,7 +352,7 @@ class Bench:
         return dsn
 
     def drop_databases(self) -> None:
-        from tests import pg
+        from tests.support import pg
 
         for name in self.databases:
             pg.drop_database(self.admin_dsn, name)
@@ -647,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif os.environ.get("CHATSYNC_BENCH_DSN"):
         admin = os.environ["CHATSYNC_BENCH_DSN"]
     else:
-        from tests import pg
+        from tests.support import pg
 
         admin, _how = pg.find_server()
     work = Path(tempfile.mkdtemp(prefix="chatsync-bench-"))

@@ -48,14 +48,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from benchmarks.loadprocs import (
-    ROOT,
-    BenchError,
-    PgBouncer,
-    Server,
-    cpu_seconds,
-    rss_mb,
-)
+from benchmarks.loadprocs import ROOT, BenchError, Server, cpu_seconds, rss_mb
+from tests.support.pgbouncer import PgBouncer
 
 # httpcore tries `import sniffio` on every request; where it is not installed, each failed
 # import searches sys.path again (a tenth of the generator's CPU in a profile). None here

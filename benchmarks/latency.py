@@ -14,19 +14,18 @@ import sqlite3
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
 from daemon.config import Config
 from localstore import Store
 from remote.migrate import migrate
-from tests.daemon_proc import DaemonProc, wait_for
-from tests.pg import LOCAL_DSN, dsn_for
+from tests.support import pg
+from tests.support.daemons import DaemonProc
+from tests.support.procs import wait_for
 
 USER = "aaaaaaaa-0000-4000-8000-00000000beef"
 INSERT = "INSERT INTO messages (id, conversation_id, role, content) VALUES (?, ?, 'user', ?)"
@@ -38,11 +37,9 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=50)
     parser.add_argument("--burst", type=int, default=500)
     args = parser.parse_args()
-    admin = os.environ.get("CHATSYNC_BENCH_ADMIN_DSN", LOCAL_DSN)
-    name = f"chatsync_latency_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = dsn_for(admin, name)
+    admin = os.environ.get("CHATSYNC_BENCH_ADMIN_DSN", pg.LOCAL_DSN)
+    name = pg.create_database(admin, "chatsync_latency")
+    dsn = pg.dsn_for(admin, name)
     work = Path(tempfile.mkdtemp(prefix="chatsync-latency-"))
     daemon: DaemonProc | None = None
     try:
@@ -52,7 +49,8 @@ def main() -> None:
         with Store(store_path) as store:
             store.sign_in(USER)
             conv = store.create_conversation("latency").id
-        daemon = DaemonProc(work, store_path, dsn).start()  # default debounce and max wait
+        # The default debounce and max wait.
+        daemon = DaemonProc.for_store(work, store_path, dsn).start()
         wait_for(lambda: daemon.idle_after(1), 30, "start-up sync")
         latencies = []
         with psycopg.connect(dsn, autocommit=True) as remote, \
@@ -92,9 +90,7 @@ def main() -> None:
         if daemon is not None:
             daemon.stop()
             daemon.close()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+        pg.drop_database(admin, name)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 from daemon.engine import SyncEngine
 from localstore import Store
 from remote.migrate import migrate
-from tests import pg
+from tests.support import pg
 
 USER = "aaaaaaaa-0000-4000-8000-0000000000b1"
 

@@ -40,8 +40,7 @@ from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 
 from localstore import columns as spec
-from localstore.timestamps import iso as iso
-from localstore.timestamps import store_time as store_time
+from localstore.timestamps import iso, store_time
 from remote.connect import UserSession
 
 HORIZON = "SELECT pg_current_snapshot()::text AS horizon"

@@ -17,8 +17,8 @@ import pytest
 from daemon.engine import SyncEngine
 from localstore import Store
 from remote.migrate import migrate
-from tests.conftest import ALICE
-from tests.remote_facts import audited_truth, usage
+from tests.support import ALICE
+from tests.support.remote_facts import audited_truth, usage
 
 INT_MAX = 2_147_483_647
 SIGN_UP = "INSERT INTO auth.users (id, email) VALUES (%s, 'alice@example.com')"

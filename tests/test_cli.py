@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import ALICE
+from tests.support import ALICE
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 

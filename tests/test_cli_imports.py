@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from localstore import Store
-from tests.conftest import ALICE
-from tests.daemon_proc import ROOT, DaemonProc, wait_for
+from tests.support import ALICE
+from tests.support.daemons import DaemonProc
+from tests.support.procs import ROOT, wait_for
 
 # Each took tens of milliseconds or more to import; none is needed to read the store, to
 # load the configuration or to ask the daemon.

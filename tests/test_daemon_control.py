@@ -17,9 +17,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from localstore import Store
-from tests.conftest import ALICE
-from tests.daemon_proc import ROOT, DaemonProc, free_port, wait_for
-from tests.faults_proxy import FaultProxy
+from tests.support import ALICE
+from tests.support.daemons import DaemonProc
+from tests.support.faults_proxy import FaultProxy
+from tests.support.procs import ROOT, free_port, wait_for
 
 Spawn = Callable[..., DaemonProc]
 

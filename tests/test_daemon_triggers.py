@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 
 from localstore import Store
-from tests.conftest import ALICE
-from tests.daemon_proc import DaemonProc, wait_for
+from tests.support import ALICE
+from tests.support.daemons import DaemonProc
+from tests.support.procs import wait_for
 
 Spawn = Callable[..., DaemonProc]
 

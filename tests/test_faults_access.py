@@ -18,7 +18,8 @@ import pytest
 
 from daemon.engine import SyncEngine
 from localstore import Store
-from tests.faults_common import Daemon, cli, new_user, plain, write_config
+from tests.support.daemons import DaemonProc, cli, write_config
+from tests.support.stores import new_user, plain
 
 SECRET = "pw-Th1s-must-never-show"
 BOB = "bbbbbbbb-0000-4000-8000-0000000000b1"
@@ -57,7 +58,7 @@ def test_control_socket_refuses_other_users(
 ) -> None:
     new_user(store_path)
     config, sock = write_config(tmp_path, store=store_path, dsn=remote_dsn)
-    d = Daemon(config, sock, tmp_path / "daemon.log").start()
+    d = DaemonProc(config, sock, tmp_path / "daemon.log", watch="off").start()
     try:
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
         assert "REFUSED" in as_nobody(PROBE, str(sock))
@@ -81,7 +82,7 @@ def test_no_secret_in_logs_status_metrics_or_errors(
         s.add_message(s.create_conversation("c").id, "user", "hello")
     secret_dsn = f"{remote_dsn} password={SECRET}"
     config, sock = write_config(tmp_path, store=store_path, dsn=secret_dsn)
-    d = Daemon(config, sock, tmp_path / "daemon.log").start()
+    d = DaemonProc(config, sock, tmp_path / "daemon.log", watch="off").start()
     outputs: list[str] = []
     try:
         r = cli(config, "sync-now", "--json")

@@ -17,21 +17,17 @@ import psycopg
 import pytest
 
 from daemon.engine import SyncEngine
-from tests.faults_common import (
+from tests.support.daemons import DaemonProc, child_env, cli, spawn, write_config
+from tests.support.procs import wait_for
+from tests.support.stores import (
     LONG,
-    Daemon,
     assert_converged,
-    child_env,
-    cli,
     fill,
     local_dirty,
     new_user,
     plain,
     random_edits,
     seed_from_env,
-    spawn,
-    wait_for,
-    write_config,
 )
 
 PHASES = ("read", "sent", "committed", "marked")
@@ -128,7 +124,8 @@ def test_daemon_killed_at_a_phase_and_at_random_moments(
     log = tmp_path / "daemon.log"
 
     # At a named phase: the daemon's start-up sync dies after its 3rd message commit.
-    faulty = Daemon(config, sock, log, env=child_env(CHATSYNC_FAULT="committed:message:3"))
+    faulty = DaemonProc(config, sock, log, watch="off",
+                        env={"CHATSYNC_FAULT": "committed:message:3"})
     faulty.start(wait=False)
     assert faulty.proc is not None
     assert faulty.proc.wait(60) == -signal.SIGKILL, faulty.log()
@@ -136,11 +133,11 @@ def test_daemon_killed_at_a_phase_and_at_random_moments(
     # At random moments: start, let it sync for a while, kill -9, edit, again.
     for round_no in range(DAEMON_ROUNDS):
         random_edits(store_path, rng, rng.randrange(20, 150), round_no + 10)
-        d = Daemon(config, sock, log).start()
+        d = DaemonProc(config, sock, log, watch="off").start()
         time.sleep(rng.uniform(0.0, 1.5))
         d.kill()
 
-    d = Daemon(config, sock, log).start()
+    d = DaemonProc(config, sock, log, watch="off").start()
     try:
         wait_for(lambda: d.status()["daemon"]["syncs"]["total"] >= 1
                  and d.status()["daemon"]["state"] == "idle", 60, "the start-up sync")

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 from daemon.engine import SyncEngine
 from localstore import Store
-from tests.faults_common import LONG, plain
-from tests.remote_facts import audited_truth, usage
+from tests.support.remote_facts import audited_truth, usage
+from tests.support.stores import LONG, plain
 
 EXAMPLES = 300 if LONG else 25
 BOB = "bbbbbbbb-0000-4000-8000-0000000000b0"

@@ -17,17 +17,9 @@ import pytest
 
 from daemon.engine import SyncEngine
 from localstore import Store, connection
-from tests.faults_common import (
-    Daemon,
-    assert_converged,
-    cli,
-    fill,
-    local_dirty,
-    new_user,
-    plain,
-    wait_for,
-    write_config,
-)
+from tests.support.daemons import DaemonProc, cli, write_config
+from tests.support.procs import wait_for
+from tests.support.stores import assert_converged, fill, local_dirty, new_user, plain
 
 HOLD_S = 7.0  # longer than the store's 5 s busy timeout
 
@@ -79,7 +71,7 @@ def test_daemon_waits_out_a_long_write_transaction(
     holder = threading.Thread(target=hold_write_lock, args=(store_path, HOLD_S, started))
     holder.start()
     started.wait(5)
-    d = Daemon(config, sock, tmp_path / "daemon.log").start()
+    d = DaemonProc(config, sock, tmp_path / "daemon.log", watch="off").start()
     try:
         holder.join()
         fill(store_path, user, conversations=1, per_conversation=5, tag="after")
@@ -99,7 +91,7 @@ def test_store_removed_or_replaced_under_the_daemon_is_a_clear_error(
     user = new_user(store_path)
     fill(store_path, user, conversations=1, per_conversation=3)
     config, sock = write_config(tmp_path, store=store_path, dsn=remote_dsn)
-    d = Daemon(config, sock, tmp_path / "daemon.log").start()
+    d = DaemonProc(config, sock, tmp_path / "daemon.log", watch="off").start()
     try:
         assert cli(config, "sync-now").returncode == 0
         for suffix in ("", "-wal", "-shm"):

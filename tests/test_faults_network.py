@@ -20,19 +20,18 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from daemon.engine import SyncEngine
-from tests.faults_common import (
+from tests.support.daemons import DaemonProc, write_config
+from tests.support.faults_proxy import FaultProxy
+from tests.support.procs import wait_for
+from tests.support.stores import (
     LONG,
-    Daemon,
     assert_converged,
     fill,
     local_dirty,
     new_user,
     random_edits,
     seed_from_env,
-    wait_for,
-    write_config,
 )
-from tests.faults_proxy import FaultProxy
 
 CUT_ROUNDS = 25 if LONG else 5
 LOCK_MESSAGES = "LOCK TABLE public.chat_messages IN ACCESS EXCLUSIVE MODE"
@@ -157,7 +156,7 @@ def test_daemon_loses_the_server_mid_sync_and_catches_up_by_itself(
     config, sock = write_config(tmp_path, store=store_path, dsn=password_dsn, batch_size=20,
                                 retry_max_seconds=2)
     # The cut comes while the start-up sync is under way: first messages have arrived.
-    d = Daemon(config, sock, tmp_path / "daemon.log").start(wait=False)
+    d = DaemonProc(config, sock, tmp_path / "daemon.log", watch="off").start(wait=False)
     try:
         wait_for(lambda: remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0] > 0,
                  30, "the first messages to arrive")

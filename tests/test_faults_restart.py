@@ -28,9 +28,9 @@ import pytest
 from daemon.engine import SyncEngine
 from daemon.report import Outcome
 from remote.migrate import migrate
-from tests import pg
-from tests.faults_common import assert_converged, fill, local_dirty, new_user, plain
-from tests.remote_facts import audited_truth, usage
+from tests.support import pg
+from tests.support.remote_facts import audited_truth, usage
+from tests.support.stores import assert_converged, fill, local_dirty, new_user, plain
 
 CONVERSATIONS, PER_CONVERSATION = 40, 75  # 3,000 messages
 BATCH = 250  # conversations in one batch, then 12 message batches

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from tests.conftest import ALICE, BOB
-from tests.pull_support import Device, dirty_count, local_view, remote_view
+from tests.support import ALICE, BOB
+from tests.support.devices import Device, dirty_count, local_view, remote_view
 
 MakeDevice = Callable[[str, str], Device]
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from localstore.outbox import Outbox
-from tests.conftest import ALICE, BOB
-from tests.pull_support import Device, dirty_count, local_view, remote_view
+from tests.support import ALICE, BOB
+from tests.support.devices import Device, dirty_count, local_view, remote_view
 
 EXAMPLES = 60 if os.environ.get("CHATSYNC_LONG") else 12
 IDS = ["c0", "c1", "c2"]
@@ -78,7 +78,7 @@ def apply(devices: dict[str, Device], remote: psycopg.Connection, step: tuple, n
 def test_every_device_converges_and_nothing_stays_pending(
     steps: list[tuple], admin_dsn: str, full_template: str
 ) -> None:
-    from tests import pg
+    from tests.support import pg
 
     name = pg.create_database(admin_dsn, "chatsync_fp", template=full_template)
     dsn = pg.dsn_for(admin_dsn, name)

@@ -9,7 +9,6 @@ import json
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,27 +16,12 @@ import pytest
 
 from daemon.report import Outcome
 from localstore import Store
-from tests.faults_common import (
-    Daemon,
-    assert_converged,
-    child_env,
-    cli,
-    fill,
-    new_user,
-    random_edits,
-    spawn,
-    wait_for,
-)
-from tests.server_support import HS_SECRET, ServerProc, hs_token
+from tests.support.daemons import DaemonProc, child_env, cli, spawn
+from tests.support.procs import wait_for
+from tests.support.servers import ServerProc, hs_token
+from tests.support.stores import assert_converged, fill, new_user, random_edits
 
 PHASES = ("read", "sent", "committed", "marked")
-
-
-@pytest.fixture
-def server(tmp_path: Path, remote_dsn: str) -> Iterator[ServerProc]:
-    proc = ServerProc(tmp_path, remote_dsn, secret=HS_SECRET).start()
-    yield proc
-    proc.stop()
 
 
 def http_device(tmp_path: Path, store_path: Path, url: str, *, batch_size: int,
@@ -101,7 +85,7 @@ def test_daemon_over_http_syncs_edits_and_tells_a_refused_session(
     refused for good, status says "signed out" and what to do, and the edits are kept."""
     user, config = http_device(tmp_path, store_path, server.url, batch_size=100)
     fill(store_path, user, conversations=1, per_conversation=4)
-    d = Daemon(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="auto").start()
+    d = DaemonProc(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="auto").start()
     try:
         wait_for(lambda: remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0]
                  == 4, 30, "the start-up sync through the server")
@@ -136,7 +120,7 @@ def test_daemon_over_http_gets_another_devices_changes_live(
     user, config = http_device(tmp_path, store_path, server.url, batch_size=100,
                                interval_seconds=3600)
     fill(store_path, user, conversations=1, per_conversation=2)
-    d = Daemon(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="off").start()
+    d = DaemonProc(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="off").start()
     try:
         wait_for(lambda: (d.status()["daemon"]["live"] or {}).get("state") == "live", 30,
                  "the live pull to be open")
@@ -172,7 +156,7 @@ def test_devices_reconnect_after_a_server_restart_and_converge(
     user, config = http_device(tmp_path, store_path, server.url, batch_size=100,
                                interval_seconds=3600)
     fill(store_path, user, conversations=1, per_conversation=1)
-    d = Daemon(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="off").start()
+    d = DaemonProc(config, tmp_path / "ctl.sock", tmp_path / "daemon.log", watch="off").start()
     try:
         def live_state() -> str:
             return str((d.status()["daemon"]["live"] or {}).get("state"))

@@ -14,66 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from daemon.engine import SyncEngine
 from daemon.report import Outcome
-from daemon.tokens import TokenKeeper, store_session
-from localstore import Store
+from daemon.tokens import store_session
 from remote.auth_client import AuthClient
-from remote.http_transport import HttpTransport
-from remote.transport import Transport
-from tests.auth_standin import AuthStandIn
-from tests.conftest import ALICE, BOB
-from tests.pull_support import local_view, remote_view
-from tests.remote_facts import audited_truth, usage, write_counts
-from tests.server_support import HS_SECRET, ServerProc, hs_token
-
-PASSWORD = "pw-for-tests"
-
-
-@pytest.fixture
-def auth() -> Iterator[AuthStandIn]:
-    standin = AuthStandIn(
-        users={"alice@example.com": (ALICE, PASSWORD), "bob@example.com": (BOB, PASSWORD)},
-        # Real HS256 access tokens, signed with the server's secret.
-        make_access_token=lambda user, exp: hs_token(user, exp_in=exp - time.time()),
-    ).start()
-    yield standin
-    standin.stop()
-
-
-@pytest.fixture
-def server(tmp_path: Path, remote_dsn: str) -> Iterator[ServerProc]:
-    proc = ServerProc(tmp_path, remote_dsn, secret=HS_SECRET).start()
-    yield proc
-    proc.stop()
-
-
-class HttpDevice:
-    """A store signed in at the auth server, syncing through the sync server only."""
-
-    def __init__(self, path: Path, server: ServerProc, auth: AuthStandIn,
-                 email: str = "alice@example.com", **engine: int) -> None:
-        self.path, self.auth = path, auth
-        self.store = Store(path)
-        client = AuthClient(auth.url, "anon")
-        store_session(self.store.conn, client.sign_in_with_password(email, PASSWORD))
-        self.keepers: list[TokenKeeper] = []
-
-        def transport(conn: sqlite3.Connection, store_path: Path, origin: str) -> Transport:
-            keeper = TokenKeeper(conn, store_path, AuthClient(auth.url, "anon"))
-            self.keepers.append(keeper)
-            return HttpTransport(server.url, keeper, origin)
-
-        self.engine = SyncEngine(path, transport_factory=transport, **engine)
-
-    def sync(self):
-        report = self.engine.sync()
-        assert report.ok, report.error
-        return report
-
-    def close(self) -> None:
-        self.engine.close()
-        self.store.close()
+from tests.support.auth_standin import AuthStandIn
+from tests.support.devices import PASSWORD, HttpDevice, local_view, remote_view
+from tests.support.remote_facts import audited_truth, usage, write_counts
+from tests.support.servers import ServerProc
 
 
 @pytest.fixture

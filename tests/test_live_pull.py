@@ -18,9 +18,11 @@ import psycopg
 import pytest
 
 from remote.http_transport import HttpTransport
-from tests.conftest import ALICE, BOB
-from tests.daemon_proc import wait_for
-from tests.server_support import HS_SECRET, ServerProc, batch, conversation, hs_token, message
+from tests.support import ALICE, BOB
+from tests.support.auth_standin import AuthStandIn
+from tests.support.devices import HttpDevice
+from tests.support.procs import wait_for
+from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
 TOKENS = {ALICE: hs_token(ALICE), BOB: hs_token(BOB)}
 LISTENER_APP = "chatsync-server-listen"
@@ -260,17 +262,11 @@ def test_stopping_the_server_answers_waiting_pulls_at_once(
 
 
 def test_wait_then_the_engines_pull_brings_a_web_app_row_into_the_store_within_a_second(
-        tmp_path: Path, server: ServerProc, remote_dsn: str) -> None:
+        tmp_path: Path, server: ServerProc, remote_dsn: str, auth: AuthStandIn) -> None:
     """The daemon's live loop, by hand: wait_for_changes on the engine's own transport, then
     the engine's normal sync (which reuses the live answer). Commit → local store."""
     from localstore.inbox import Inbox
-    from tests.auth_standin import AuthStandIn
-    from tests.test_http_sync import PASSWORD, HttpDevice
 
-    auth = AuthStandIn(
-        users={"alice@example.com": (ALICE, PASSWORD)},
-        make_access_token=lambda user, exp: hs_token(user, exp_in=exp - time.time()),
-    ).start()
     desktop = HttpDevice(tmp_path / "desktop" / "chatsync.db", server, auth)
     try:
         push(server, ALICE, "devA", conversations=[conversation("C1", ALICE)])
@@ -298,7 +294,6 @@ def test_wait_then_the_engines_pull_brings_a_web_app_row_into_the_store_within_a
         assert max(latencies) < 1.0
     finally:
         desktop.close()
-        auth.stop()
 
 
 def test_two_instances_a_push_through_one_wakes_a_pull_waiting_on_the_other(

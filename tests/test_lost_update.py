@@ -25,10 +25,9 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from daemon.engine import SyncEngine
-from tests import pg
-from tests.conftest import ALICE
-from tests.faults_common import child_env, cli, write_config
-from tests.pull_support import Device, dirty_count, local_view, remote_view
+from tests.support import ALICE, pg
+from tests.support.daemons import child_env, cli, write_config
+from tests.support.devices import Device, dirty_count, local_view, remote_view
 
 # The default run keeps to about a minute; CHATSYNC_LONG=1 runs many more examples.
 EXAMPLES = 100 if os.environ.get("CHATSYNC_LONG") else 15

@@ -19,12 +19,12 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from benchmarks.endpoint import EndpointResult, client_payload, endpoint_sync
 from daemon.engine import SyncEngine
 from localstore import Store
 from remote.migrate import migrate
-from tests.conftest import ALICE
-from tests.remote_facts import usage, write_counts
+from tests.support import ALICE
+from tests.support.endpoint import EndpointResult, client_payload, endpoint_sync
+from tests.support.remote_facts import usage, write_counts
 
 MODELS = ("openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", None)
 CONVERSATIONS = 4

@@ -24,9 +24,9 @@ from daemon.protocol import (
 )
 from daemon.report import Outcome, SyncReport
 from localstore import Store
-from tests import pg
-from tests.conftest import ALICE
-from tests.daemon_proc import ROOT, DaemonProc, free_port, wait_for
+from tests.support import ALICE, pg
+from tests.support.daemons import DaemonProc
+from tests.support.procs import ROOT, free_port, wait_for
 
 Spawn = Callable[..., DaemonProc]
 

@@ -11,9 +11,9 @@ import pytest
 from daemon.report import Outcome
 from localstore import Store
 from localstore.inbox import Inbox
-from tests.conftest import ALICE
-from tests.pull_support import Device, dirty_count, local_view, remote_view
-from tests.remote_facts import audited_truth, usage, write_counts
+from tests.support import ALICE
+from tests.support.devices import Device, dirty_count, local_view, remote_view
+from tests.support.remote_facts import audited_truth, usage, write_counts
 
 
 def server_insert_message(remote: psycopg.Connection, conv_id: str, msg_id: str,

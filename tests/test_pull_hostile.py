@@ -26,13 +26,12 @@ from daemon.status import render, store_status
 from localstore import Store
 from localstore.inbox import Inbox
 from localstore.outbox import Outbox
+from localstore.timestamps import store_time
 from remote.connect import UserSession
 from remote.connect import connect as connect_remote
-from remote.pull import store_time
 from remote.transport import DirectUser
-from tests import pg
-from tests.conftest import ALICE, BOB
-from tests.pull_support import Device, dirty_count, local_view, remote_view, text_times
+from tests.support import ALICE, BOB, pg
+from tests.support.devices import Device, dirty_count, local_view, remote_view, text_times
 
 HELD = "SELECT kind, id, reason FROM held_rows ORDER BY kind, id"
 

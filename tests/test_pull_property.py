@@ -22,10 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from localstore import NotFound
-from tests import pg
-from tests.conftest import ALICE
-from tests.pull_support import Device, dirty_count, local_view, remote_view
-from tests.remote_facts import audited_truth, usage
+from tests.support import ALICE, pg
+from tests.support.devices import Device, dirty_count, local_view, remote_view
+from tests.support.remote_facts import audited_truth, usage
 
 LONG = os.environ.get("CHATSYNC_LONG") == "1"
 

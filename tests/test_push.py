@@ -16,8 +16,9 @@ from localstore.outbox import Outbox
 from remote.connect import UserSession
 from remote.connect import connect as connect_remote
 from remote.push import push_conversations
-from tests.conftest import ALICE, BOB
-from tests.remote_facts import audited_truth, remote_rows, usage, write_counts
+from tests.support import ALICE, BOB
+from tests.support.remote_facts import audited_truth, remote_rows, usage, write_counts
+from tests.support.stores import fill
 
 
 @pytest.fixture
@@ -25,29 +26,6 @@ def engine(store_path: Path, remote_dsn: str) -> Iterator[SyncEngine]:
     e = SyncEngine(store_path, remote_dsn, batch_size=500)
     yield e
     e.close()
-
-
-def fill(store: Store, conversations: int, per_conversation: int) -> list[str]:
-    """Conversations of alternating user/assistant messages with token counts."""
-    ids = []
-    for c in range(conversations):
-        conv = store.create_conversation(f"conversation {c}", created_at="2026-03-01T10:00:00.000Z")
-        ids.append(conv.id)
-        with store.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO messages (id, conversation_id, role, content, model, input_tokens, "
-                "output_tokens, total_tokens, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (f"msg_{c}_{i}", conv.id, "user" if i % 2 == 0 else "assistant",
-                     f"message {i} of {c} " * 5, None if i % 2 == 0 else "gpt-x",
-                     10 + i, 0 if i % 2 == 0 else 20 + i, 10 + i + (0 if i % 2 == 0 else 20 + i),
-                     f"2026-03-0{1 + i % 3}T10:{i % 60:02d}:00.000Z")
-                    for i in range(per_conversation)
-                ],
-            )
-    return ids
-
-
 
 
 def test_second_sync_sends_nothing_writes_nothing_counts_nothing(

@@ -27,10 +27,18 @@ from localstore.inbox import Inbox
 from remote import pull
 from remote.server.retention import prune
 from remote.transport import DirectTransport
-from tests.conftest import ALICE, BOB
-from tests.daemon_proc import wait_for
-from tests.pull_support import Device, dirty_count, local_view, remote_view, text_times
-from tests.server_support import HS_SECRET, ServerProc, batch, conversation, hs_token, message
+from tests.support import ALICE, BOB
+from tests.support.auth_standin import AuthStandIn
+from tests.support.devices import (
+    Device,
+    HttpDevice,
+    dirty_count,
+    local_view,
+    remote_view,
+    text_times,
+)
+from tests.support.procs import wait_for
+from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
 MONTH_S = 30 * 24 * 3600
 
@@ -273,15 +281,7 @@ def test_http_server_prunes_on_schedule_and_an_old_cursor_gets_resync(
 
 
 def test_http_device_resyncs_through_the_server(
-        tmp_path: Path, remote_dsn: str) -> None:
-    from tests.auth_standin import AuthStandIn
-    from tests.test_http_sync import PASSWORD, HttpDevice
-
-    auth = AuthStandIn(
-        users={"alice@example.com": (ALICE, PASSWORD)},
-        make_access_token=lambda user, exp: hs_token(user, exp_in=exp - time.time()),
-    ).start()
-    server = ServerProc(tmp_path, remote_dsn, secret=HS_SECRET).start()
+        tmp_path: Path, remote_dsn: str, server: ServerProc, auth: AuthStandIn) -> None:
     laptop = HttpDevice(tmp_path / "laptop" / "chatsync.db", server, auth)
     desktop = HttpDevice(tmp_path / "desktop" / "chatsync.db", server, auth,
                          pull_page_size=3)
@@ -292,8 +292,6 @@ def test_http_device_resyncs_through_the_server(
     finally:
         laptop.close()
         desktop.close()
-        server.stop()
-        auth.stop()
 
 
 
@@ -310,7 +308,7 @@ def icu_dsn(admin_dsn: str) -> Iterator[str]:
     from psycopg import sql
 
     from remote.migrate import migrate
-    from tests import pg
+    from tests.support import pg
 
     name = f"chatsync_icu_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import ALICE, BOB
-from tests.daemon_proc import ROOT
-from tests.remote_facts import usage
-from tests.server_support import (
+from tests.support import ALICE, BOB
+from tests.support.procs import ROOT
+from tests.support.remote_facts import usage
+from tests.support.servers import (
     HS_SECRET,
     Jwks,
     ServerProc,
@@ -236,7 +236,7 @@ def test_serve_with_no_key_refuses_to_start(tmp_path: Path, remote_dsn: str) -> 
 
 
 def test_an_unreachable_jwks_is_a_503_not_a_401(tmp_path: Path, remote_dsn: str) -> None:
-    from tests.daemon_proc import free_port
+    from tests.support.procs import free_port
 
     url = f"http://127.0.0.1:{free_port()}/auth/v1/.well-known/jwks.json"
     proc = ServerProc(tmp_path, remote_dsn, jwks_url=url).start()

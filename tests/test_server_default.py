@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ALICE
-from tests.server_support import HS_SECRET, ServerProc, batch, conversation, hs_token, message
+from tests.support import ALICE
+from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
 
 @pytest.mark.slow

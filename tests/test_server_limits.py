@@ -12,9 +12,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import ALICE
-from tests.daemon_proc import free_port
-from tests.server_support import (
+from tests.support import ALICE
+from tests.support.procs import free_port
+from tests.support.servers import (
     HS_SECRET,
     ServerProc,
     batch,
@@ -169,7 +169,7 @@ def test_database_down_is_503_with_retry_after(tmp_path: Path) -> None:
 def test_a_database_refusal_is_a_500_without_its_text(
     tmp_path: Path, admin_dsn: str
 ) -> None:
-    from tests import pg
+    from tests.support import pg
 
     name = pg.create_database(admin_dsn, "chatsync_bare")  # no migrations: no tables
     proc = ServerProc(tmp_path, pg.dsn_for(admin_dsn, name), secret=HS_SECRET).start()

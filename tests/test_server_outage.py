@@ -13,11 +13,11 @@ import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import ALICE
-from tests.daemon_proc import wait_for
-from tests.faults_proxy import FaultProxy
-from tests.remote_facts import audited_truth, usage
-from tests.server_support import HS_SECRET, ServerProc, batch, conversation, hs_token, message
+from tests.support import ALICE
+from tests.support.faults_proxy import FaultProxy
+from tests.support.procs import wait_for
+from tests.support.remote_facts import audited_truth, usage
+from tests.support.servers import HS_SECRET, ServerProc, batch, conversation, hs_token, message
 
 ACTIVE_PUSH = """
 SELECT count(*) FROM pg_stat_activity

@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import ALICE, BOB
-from tests.remote_facts import usage, write_counts
-from tests.server_support import (
+from tests.support import ALICE, BOB
+from tests.support.remote_facts import usage, write_counts
+from tests.support.servers import (
     HS_SECRET,
     Jwks,
     ServerProc,

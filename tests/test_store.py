@@ -10,7 +10,7 @@ import pytest
 from localstore import InvalidRow, NotFound, SchemaTooNew, Store, connect
 from localstore.connection import SCHEMA_VERSION
 from localstore.outbox import Outbox
-from tests.conftest import ALICE
+from tests.support import ALICE
 
 
 def raw(path: Path) -> sqlite3.Connection:

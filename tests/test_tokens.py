@@ -16,10 +16,10 @@ import pytest
 from daemon.tokens import SIGN_IN_AGAIN, SignedOut, TokenKeeper, store_session
 from localstore import Store
 from remote.auth_client import AuthClient, AuthRefused, AuthUnavailable
-from tests.auth_standin import AuthStandIn
-from tests.conftest import ALICE
+from tests.support import ALICE
+from tests.support.auth_standin import AuthStandIn
+from tests.support.procs import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from daemon.engine import SyncEngine
 from localstore import Store
-from tests.remote_facts import audited_truth, usage
+from tests.support.remote_facts import audited_truth, usage
 
 EXAMPLES = 200 if os.environ.get("CHATSYNC_LONG") else 25
 TODAY = datetime.now(UTC).date()

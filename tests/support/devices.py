@@ -1,7 +1,9 @@
-"""Helpers for the pull tests: devices, syncing, and comparable views of stores and remote."""
+"""Devices that sync (directly, or through `chatsync serve` with real tokens), and
+comparable views of stores and the remote."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,19 @@ from psycopg.types.string import TextLoader
 
 from daemon.engine import SyncEngine
 from daemon.report import SyncReport
+from daemon.tokens import TokenKeeper, store_session
 from localstore import Store
-from localstore.inbox import CONVERSATION_COMPARED, MESSAGE_COMPARED, instant
+from localstore.inbox import CONVERSATION_COMPARED, MESSAGE_COMPARED
 from localstore.models import error_text
-from remote.pull import iso
+from localstore.timestamps import instant, iso
+from remote.auth_client import AuthClient
+from remote.http_transport import HttpTransport
+from remote.transport import Transport
+from tests.support.auth_standin import AuthStandIn
+from tests.support.servers import ServerProc
+from tests.support.stores import LOCAL_DIRTY
+
+PASSWORD = "pw-for-tests"  # every user's, at the auth stand-in
 
 
 class Device:
@@ -32,6 +43,25 @@ class Device:
     def close(self) -> None:
         self.engine.close()
         self.store.close()
+
+
+class HttpDevice(Device):
+    """A store signed in at the auth server, syncing through the sync server only."""
+
+    def __init__(self, path: Path, server: ServerProc, auth: AuthStandIn,
+                 email: str = "alice@example.com", **engine: int) -> None:
+        self.path, self.auth = path, auth
+        self.store = Store(path)
+        client = AuthClient(auth.url, "anon")
+        store_session(self.store.conn, client.sign_in_with_password(email, PASSWORD))
+        self.keepers: list[TokenKeeper] = []
+
+        def transport(conn: sqlite3.Connection, store_path: Path, origin: str) -> Transport:
+            keeper = TokenKeeper(conn, store_path, AuthClient(auth.url, "anon"))
+            self.keepers.append(keeper)
+            return HttpTransport(server.url, keeper, origin)
+
+        self.engine = SyncEngine(path, transport_factory=transport, **engine)
 
 
 def _norm(column: str, value: Any) -> Any:
@@ -102,8 +132,4 @@ def remote_view(conn: psycopg.Connection) -> dict[str, dict[str, tuple[Any, ...]
 
 
 def dirty_count(store: Store) -> int:
-    return int(store.conn.execute(
-        "SELECT (SELECT count(*) FROM conversations WHERE rev > synced_rev)"
-        " + (SELECT count(*) FROM messages WHERE rev > synced_rev)"
-        " + (SELECT count(*) FROM tombstones)"
-    ).fetchone()[0])
+    return int(store.conn.execute(LOCAL_DIRTY).fetchone()[0])

@@ -1,7 +1,7 @@
-"""Shared helpers for the fault suite (tests/test_faults_*.py): real `chatsync` processes,
-stores filled with plain SQL, and the end-state checks every fault test ends with.
+"""Store files for tests and benchmarks: filled with plain SQL (as a client app writes
+them), edited at random, and compared with the remote.
 
-The end state after any fault and a final clean sync:
+The end state after any fault and a final clean sync (`assert_converged`):
 - local equals remote: every local conversation and message of the user is on the remote
   with the same client-owned values, and nothing of the user's is on the remote that is not
   local (deletes arrived);
@@ -11,29 +11,18 @@ The end state after any fault and a final clean sync:
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
-import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import psycopg
 
-from daemon import control
 from localstore import Store
-from tests.daemon_proc import wait_for
-from tests.remote_facts import audited_truth, usage
+from tests.support.remote_facts import audited_truth, usage
 
-T = TypeVar("T")
-ROOT = Path(__file__).resolve().parent.parent
 LONG = bool(os.environ.get("CHATSYNC_LONG"))
 
 REMOTE_SESSIONS = """
@@ -69,8 +58,6 @@ INSERT INTO messages (id, conversation_id, role, content, model, input_tokens,
 """
 
 
-
-
 def seed_from_env(default: int | None = None) -> int:
     """`CHATSYNC_FAULT_SEED` replays a run; otherwise a fresh seed, printed by the caller."""
     raw = os.environ.get("CHATSYNC_FAULT_SEED")
@@ -95,14 +82,22 @@ def plain(store_path: Path) -> sqlite3.Connection:
     return conn
 
 
-def fill(store_path: Path, user: str, conversations: int, per_conversation: int,
-         tag: str = "") -> None:
-    """Conversations of alternating user/assistant messages, written with plain SQL."""
-    conn = plain(store_path)
+def fill(store: Store | Path, user: str | None = None, conversations: int = 1,
+         per_conversation: int = 1, tag: str = "") -> list[str]:
+    """Conversations of alternating user/assistant messages with token counts, written with
+    plain SQL in one transaction; their ids (`conv_{tag}{c}`, messages `msg_{tag}{c}_{i}`).
+
+    *user* owns them; by default the store's signed-in user.
+    """
+    conn = plain(store.path if isinstance(store, Store) else store)
     try:
+        if user is None:
+            user = conn.execute("SELECT user_id FROM auth_session").fetchone()[0]
+        ids = []
         conn.execute("BEGIN IMMEDIATE")
         for c in range(conversations):
             cid = f"conv_{tag}{c}"
+            ids.append(cid)
             conn.execute(INSERT_CONVERSATION,
                          (cid, user, f"conversation {tag}{c}", "2026-03-01T10:00:00.000Z"))
             conn.executemany(INSERT_MESSAGE, [
@@ -113,6 +108,7 @@ def fill(store_path: Path, user: str, conversations: int, per_conversation: int,
                 for i in range(per_conversation)
             ])
         conn.execute("COMMIT")
+        return ids
     finally:
         conn.close()
 
@@ -167,12 +163,11 @@ def random_edits(store_path: Path, rng: random.Random, n: int, round_no: int) ->
 # --- the end state ---------------------------------------------------------------------
 
 
-
 def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def local_rows(store_path: Path, user: str) -> tuple[list[tuple], list[tuple]]:
+def local_user_rows(store_path: Path, user: str) -> tuple[list[tuple], list[tuple]]:
     conn = plain(store_path)
     try:
         convs = [(i, u, t, bool(a)) for i, u, t, a in conn.execute(LOCAL_CONVERSATIONS, (user,))]
@@ -182,7 +177,7 @@ def local_rows(store_path: Path, user: str) -> tuple[list[tuple], list[tuple]]:
         conn.close()
 
 
-def remote_rows(remote: psycopg.Connection, user: str) -> tuple[list[tuple], list[tuple]]:
+def remote_user_rows(remote: psycopg.Connection, user: str) -> tuple[list[tuple], list[tuple]]:
     convs = [tuple(r) for r in remote.execute(REMOTE_SESSIONS, {"user_id": user})]
     msgs = [tuple(r) for r in remote.execute(REMOTE_MESSAGES, {"user_id": user})]
     return convs, msgs
@@ -198,8 +193,8 @@ def local_dirty(store_path: Path) -> int:
 
 def assert_converged(store_path: Path, remote: psycopg.Connection, user: str) -> None:
     assert local_dirty(store_path) == 0, "rows still pending after the final sync"
-    local_c, local_m = local_rows(store_path, user)
-    remote_c, remote_m = remote_rows(remote, user)
+    local_c, local_m = local_user_rows(store_path, user)
+    remote_c, remote_m = remote_user_rows(remote, user)
     assert remote_c == local_c
     if remote_m != local_m:
         lm, rm = {m[0]: m for m in local_m}, {m[0]: m for m in remote_m}
@@ -207,100 +202,3 @@ def assert_converged(store_path: Path, remote: psycopg.Connection, user: str) ->
         raise AssertionError(f"{len(diff)} messages differ (local, remote): "
                              f"{dict(list(diff.items())[:5])}")
     assert usage(remote) == audited_truth(remote), "usage figures differ from the truth"
-
-
-# --- chatsync processes ----------------------------------------------------------------
-
-def write_config(workdir: Path, *, store: Path, dsn: str, batch_size: int = 1000,
-                 **sync: Any) -> tuple[Path, Path]:
-    """A config file and the (short) control socket path it names."""
-    sockdir = Path(tempfile.mkdtemp(prefix="csf-", dir="/tmp"))
-    socket_path = sockdir / "ctl.sock"
-    lines = ["[local]", f"path = {json.dumps(str(store))}", "[remote]",
-             f"dsn = {json.dumps(dsn)}", "[sync]", f"batch_size = {batch_size}"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in sync.items()]
-    lines += ["[daemon]", f"socket = {json.dumps(str(socket_path))}", 'log_level = "debug"']
-    path = workdir / f"config-{uuid.uuid4().hex[:6]}.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path, socket_path
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CHATSYNC_") or k == "CHATSYNC_LONG"}
-    env.update(extra)
-    return env
-
-
-def cli(config: Path, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), *args], cwd=ROOT,
-        env=env or child_env(), capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def spawn(config: Path, *args: str, env: dict[str, str] | None = None,
-          log: Path | None = None) -> subprocess.Popen[bytes]:
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "--config", str(config), *args], cwd=ROOT,
-            env=env or child_env(), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    finally:
-        if log:
-            out.close()  # type: ignore[union-attr]
-
-
-class Daemon:
-    """`chatsync run --watch off` (schedule and sync-now only, so tests decide when it syncs)."""
-
-    def __init__(self, config: Path, socket_path: Path, log: Path,
-                 env: dict[str, str] | None = None, watch: str = "off") -> None:
-        self.config, self.socket, self.log_path = config, socket_path, log
-        self.env, self.watch = env, watch
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, wait: bool = True) -> Daemon:
-        self.proc = spawn(self.config, "run", "--watch", self.watch, env=self.env,
-                          log=self.log_path)
-        if wait:
-            wait_for(self._ready, 30, "the daemon's control socket")
-        return self
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
-        return control.ping(self.socket)
-
-    def status(self) -> dict[str, Any]:
-        answer = control.request(self.socket, "GET", "/status")
-        assert answer is not None, f"daemon not answering:\n{self.log()}"
-        return answer.json()
-
-    def get_text(self, route: str) -> str:
-        answer = control.request(self.socket, "GET", route)
-        assert answer is not None, f"daemon not answering:\n{self.log()}"
-        return answer.text
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.kill()

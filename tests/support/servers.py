@@ -1,9 +1,9 @@
-"""Real `chatsync serve` processes, real signing keys and a local JWKS endpoint for tests."""
+"""Real `chatsync serve` processes, real signing keys and a local JWKS endpoint, and push
+bodies in the store's shape: for the tests and the benchmarks."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from tests.daemon_proc import ROOT, free_port, wait_for
+from tests.support.procs import ROOT, child_env, free_port, wait_for
 
 AUDIENCE = "authenticated"
 HS_SECRET = "test-only-hs256-secret-that-is-long-enough-0123456789"
@@ -104,37 +104,58 @@ class Jwks:
         self.httpd.server_close()
 
 
+def write_server_config(path: Path, *, port: int, dsn: str, **server: Any) -> Path:
+    """A config for `chatsync serve` on 127.0.0.1:*port*; *server* are more `[server]`
+    settings. The `[local]` store it names is never used."""
+    settings = {"listen": f"127.0.0.1:{port}", "dsn": dsn, **server}
+    lines = ["[local]", f"path = {json.dumps(str(path.parent / 'srv-store' / 'x.db'))}",
+             "[daemon]", 'log_level = "warning"', "[server]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def server_env(secret: str = "") -> dict[str, str]:
+    """`child_env()`, and *secret* (HS256 tokens) in CHATSYNC_SERVER_JWT_SECRET."""
+    return child_env(CHATSYNC_SERVER_JWT_SECRET=secret) if secret else child_env()
+
+
 class ServerProc:
-    """One `python -m daemon serve` on a free port, with its own config file and log."""
+    """One `python -m daemon serve` on a free port, with its own config file and log.
+
+    *server* are `[server]` settings; *secret* is handed over in CHATSYNC_SERVER_JWT_SECRET
+    (HS256 tokens), as a deployment with the project's legacy JWT secret would. Nothing of
+    the caller's own chatsync settings leaks into the server.
+    """
 
     def __init__(self, workdir: Path, dsn: str, *, jwks_url: str = "", secret: str = "",
                  **server: Any) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.dsn = dsn
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = {"listen": f"127.0.0.1:{self.port}", "dsn": dsn, "jwks_url": jwks_url,
-                    **server}
-        lines = ["[local]", f"path = {json.dumps(str(workdir / 'srv-store' / 'x.db'))}",
-                 "[daemon]", 'log_level = "warning"', "[server]"]
-        lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-        self.config = workdir / f"server-{self.port}.toml"
-        self.config.write_text("\n".join(lines) + "\n")
+        self.config = write_server_config(workdir / f"server-{self.port}.toml", port=self.port,
+                                          dsn=dsn, jwks_url=jwks_url, **server)
         self.log_path = workdir / f"server-{self.port}.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSYNC_")}
-        if secret:
-            self.env["CHATSYNC_SERVER_JWT_SECRET"] = secret
+        self.env = server_env(secret)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "daemon", "--config", str(self.config), *args]
 
-    def start(self, *, wait: bool = True, workers: int = 1) -> ServerProc:
+    def start(self, *, wait: bool = True, workers: int = 1, timeout: float = 30) -> ServerProc:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command("serve", "--workers", str(workers)), cwd=ROOT, env=self.env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if wait:
-            wait_for(self._answers, 30, f"the server to answer:\n{self.log()}")
+            try:
+                wait_for(self._answers, timeout, "the server to answer")
+            except AssertionError as exc:
+                if self.proc.poll() is not None:  # exited: the message has its log
+                    raise
+                self.stop()
+                raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
         return self
 
     def _answers(self) -> bool:
@@ -163,6 +184,9 @@ class ServerProc:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log()[-chars:]
 
     def stop(self, timeout: float = 30) -> None:
         if self.proc is not None and self.proc.poll() is None:
