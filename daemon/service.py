@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from daemon.backoff import Backoff
@@ -228,7 +228,7 @@ class SyncService:
     def _on_progress(self, kind: str, n: int) -> None:
         with self._cond:
             if self.syncing is not None:
-                self.syncing = replace(self.syncing, sent=self.syncing.sent + n)
+                self.syncing = self.syncing._replace(sent=self.syncing.sent + n)
         self._progress(kind, n)
 
     def _session_user(self) -> str | None:
