@@ -15,7 +15,8 @@ round so that a busy machine slows all of them alike:
 
 The daemon is a real `chatsync run --watch off` on a temporary store, signed in, whose
 start-up sync has pushed everything, against a throwaway database (migrated, dropped
-afterwards) on $CHATSYNC_BENCH_ADMIN_DSN, else the PostgreSQL on 127.0.0.1:5432 as postgres.
+afterwards) on the server the tests use (tests/support/pg.py: $CHATSYNC_TEST_DSN, else
+127.0.0.1:5432, else an embedded one) or --dsn.
 Prints a table (wall median, p90, x bare, target: <= 150 ms and <= 3x bare in the same run;
 then each process's own CPU time, median, and its ratio to bare's) and the load average;
 asserts nothing.
@@ -24,72 +25,27 @@ asserts nothing.
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+import psycopg
+
+from localstore import Store
+from remote.migrate import migrate
+from tests.support import pg
+from tests.support.daemons import DaemonProc, write_config
+from tests.support.procs import wait_for
+
 USER = "cccccccc-0000-4000-8000-00000000c11a"
 TARGET_MS = 150.0
 TARGET_X_BARE = 3.0
 UNTARGETED = "chatsync status (daemon, drawn by rich)"
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("chatsync", timeout=5)
-        self._path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(5)
-        self.sock.connect(self._path)
-
-
-def daemon_status(sock: Path) -> dict[str, Any] | None:
-    """The daemon's GET /status, or None while nothing answers on *sock*."""
-    if not sock.is_socket():
-        return None
-    conn = _UnixHTTPConnection(sock)
-    try:
-        conn.request("GET", "/status")
-        answer = conn.getresponse()
-        return json.loads(answer.read()) if answer.status == 200 else None
-    except OSError:
-        return None
-    finally:
-        conn.close()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-def write_config(path: Path, store: Path, dsn: str, sock: Path) -> Path:
-    path.write_text("\n".join([
-        "[local]", f"path = {json.dumps(str(store))}",
-        "[remote]", f"dsn = {json.dumps(dsn)}",
-        "[sync]", "interval_seconds = 3600",
-        "[daemon]", f"socket = {json.dumps(str(sock))}",
-    ]) + "\n")
-    return path
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -120,17 +76,9 @@ def p90(samples: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--dsn", default=os.environ.get("CHATSYNC_BENCH_ADMIN_DSN", ADMIN_DSN),
-                        help="a PostgreSQL server this may create a database on")
+    parser.add_argument("--dsn", help="a PostgreSQL server this may create a database on "
+                        "(default: the tests' server)")
     args = parser.parse_args()
-
-    # For the setup only (the timed processes are separate and import nothing from this).
-    import psycopg
-    from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    from localstore import Store
-    from remote.migrate import migrate
 
     bindir = Path(sys.executable).parent
     python, chatsync = str(bindir / "python"), str(bindir / "chatsync")
@@ -142,13 +90,11 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("CHATSYNC_") and k != "PYTHONDONTWRITEBYTECODE"}
 
-    name = f"chatsync_clibench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = make_conninfo(**{**conninfo_to_dict(args.dsn), "dbname": name})
+    admin = args.dsn or pg.find_server()[0]
+    name = pg.create_database(admin, "chatsync_clibench")
+    dsn = pg.dsn_for(admin, name)
     work = Path(tempfile.mkdtemp(prefix="chatsync-clibench-"))
-    sockdir = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))  # short: sun_path ≤ 108 bytes
-    daemon: subprocess.Popen[bytes] | None = None
+    daemon: DaemonProc | None = None
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             migrate(conn)
@@ -157,25 +103,16 @@ def main() -> None:
             store.sign_in(USER, "bench@example.com")
             conv = store.create_conversation("cli bench").id
             store.add_message(conv, "user", "sent by the start-up sync")
-        sock = sockdir / "ctl.sock"
-        with_daemon = write_config(work / "daemon.toml", store_path, dsn, sock)
-        no_daemon = write_config(work / "alone.toml", store_path, dsn, sockdir / "none.sock")
-
-        with open(work / "daemon.log", "wb") as log:
-            daemon = subprocess.Popen(
-                [chatsync, "--config", str(with_daemon), "run", "--watch", "off"],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        daemon = DaemonProc.for_store(work, store_path, dsn, watch="off",
+                                      interval_seconds=3600).start()
+        with_daemon = daemon.config
+        no_daemon, no_socket = write_config(work, store=store_path, dsn=dsn)  # no one there
+        shutil.rmtree(no_socket.parent)
 
         def settled() -> bool:
-            if daemon is not None and daemon.poll() is not None:
-                raise SystemExit(f"the daemon exited {daemon.returncode}:\n"
-                                 + (work / "daemon.log").read_text(errors="replace"))
-            status = daemon_status(sock)
-            if status is None:
-                return False
-            d, p = status["daemon"], status["pending"]
-            return (d["syncs"]["total"] >= 1 and d["state"] == "idle"
-                    and p["conversations"] + p["messages"] + p["deletions"] == 0)
+            p = daemon.status()["pending"]
+            return daemon.idle_after(1) and p["conversations"] + p["messages"] \
+                + p["deletions"] == 0
 
         wait_for(settled, 60, "the daemon's start-up sync")
 
@@ -202,18 +139,11 @@ def main() -> None:
                 cpu[label].append(used)
         load_after = os.getloadavg()
     finally:
-        if daemon is not None and daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        with psycopg.connect(args.dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+        if daemon is not None:
+            daemon.stop()
+            daemon.close()
+        pg.drop_database(admin, name)
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(sockdir, ignore_errors=True)
 
     bare = statistics.median(samples[commands[0][0]])
     bare_cpu = statistics.median(cpu[commands[0][0]])

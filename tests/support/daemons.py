@@ -17,8 +17,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from daemon import control
 from tests.support.procs import ROOT, child_env, wait_for
 
@@ -100,7 +98,7 @@ class DaemonProc:
             raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
         return control.ping(self.socket)
 
-    def get(self, route: str) -> httpx.Response:
+    def get(self, route: str) -> control.Answer:
         answer = control.request(self.socket, "GET", route)
         assert answer is not None, f"daemon not answering:\n{self.log()}"
         return answer
