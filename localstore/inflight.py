@@ -1,7 +1,11 @@
 """Push batches in flight: what was sent, in which remote transaction, and settling it.
 
 A batch's acked rows are written to `push_inflight` (kind, id, rev, xid, version) before
-the remote COMMIT, and settled after it in one local transaction:
+the remote COMMIT, and settled after it in one local transaction, each with one statement
+per step for the whole batch. The version (the pushed columns, the merge base of a row
+edited meanwhile) is written only when it is needed: a row still at the pushed rev is its
+own version, and triggers (schema version 5) copy the old values into the entry before a
+client changes or deletes such a row.
 
 - a row still at the pushed rev is marked synced (compare-and-set, as before);
 - a row edited meanwhile stays dirty, but the remote now has the pushed version: it becomes
@@ -46,11 +50,16 @@ KNOWN_AT = """
 UPDATE {table} SET synced_rev = :rev WHERE id = :id AND rev > :rev AND synced_rev < :rev
 """
 # The pushed version is the base of a row still here (edited) or deleted here (tombstoned).
+# An entry without a version is of a row not changed since it was pushed (the triggers of
+# schema version 5 fill it in before any change): the row at the pushed rev is the version.
 SET_BASE = """
 INSERT OR REPLACE INTO sync_base (kind, id, version)
-SELECT :kind, :id, :version
-WHERE EXISTS (SELECT 1 FROM {table} WHERE id = :id)
-   OR EXISTS (SELECT 1 FROM tombstones WHERE kind = :kind AND id = :id)
+SELECT :kind, :id, v.version
+FROM (SELECT coalesce(:version, (SELECT json_object({pairs}) FROM {table} AS t
+                                 WHERE t.id = :id AND t.rev = :rev)) AS version) AS v
+WHERE v.version IS NOT NULL
+  AND (EXISTS (SELECT 1 FROM {table} WHERE id = :id)
+       OR EXISTS (SELECT 1 FROM tombstones WHERE kind = :kind AND id = :id))
 """
 
 # A batch's (id, rev) pairs, held for the set-based statements below: one statement per
@@ -61,13 +70,13 @@ CREATE TEMP TABLE IF NOT EXISTS chatsync_acked (id TEXT PRIMARY KEY, rev INTEGER
 """
 LOAD_ACKED = "INSERT OR REPLACE INTO temp.chatsync_acked (id, rev) VALUES (CAST(? AS TEXT), ?)"
 CLEAR_ACKED = "DELETE FROM temp.chatsync_acked"
-# The pushed version of each acked row still at the pushed rev is the row itself: the
-# triggers move rev on every change of a compared column, so the row's current values
-# are the ones that were read and pushed. json_object() builds it in SQLite (what a row
-# edited since was pushed as is known only to the caller, see Inflight.record).
+# Each acked row still at the pushed rev is recorded without its version: the row itself is
+# the version as long as it stays at that rev, and the triggers of schema version 5 write
+# the old values into the entry before anything changes it (localstore/inflight.sql). Only
+# a row already edited since its page was read gets its version here, from the page.
 RECORD_CURRENT = """
 INSERT OR REPLACE INTO push_inflight (kind, id, rev, xid, version)
-SELECT :kind, t.id, t.rev, :xid, json_object({pairs})
+SELECT :kind, t.id, t.rev, :xid, NULL
 FROM temp.chatsync_acked AS a JOIN {table} AS t ON t.id = a.id AND t.rev = a.rev
 """
 # Compare-and-set of the whole batch (the same test as MARK_CONVERSATION / MARK_MESSAGE
@@ -85,7 +94,8 @@ WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = a.id AND t.rev = a.rev
 VERSIONS = """
 SELECT p.id, p.version FROM temp.chatsync_acked AS a
 CROSS JOIN push_inflight AS p ON p.kind = :kind AND p.id = a.id AND p.xid = :xid
-WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = a.id AND t.rev = a.rev)
+WHERE p.version IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = a.id AND t.rev = a.rev)
 """
 UNQUARANTINE_ACKED = """
 DELETE FROM quarantine WHERE kind = :kind AND id IN (SELECT id FROM temp.chatsync_acked)
@@ -122,7 +132,8 @@ class Inflight:
             self._load(acked)
             try:
                 recorded = self.conn.execute(
-                    _record_current(kind), {"kind": kind, "xid": xid}).rowcount
+                    RECORD_CURRENT.format(table=TABLES[kind]),
+                    {"kind": kind, "xid": xid}).rowcount
                 if recorded < len(acked):
                     # Edited since the page was read: the version pushed is the page's.
                     by_id = {r["id"]: r for r in rows}
@@ -143,9 +154,9 @@ class Inflight:
         if not entries:
             return 0
         with write_transaction(self.conn):
-            # The pushed version of a row edited meanwhile (its new base) is the one
-            # recorded before the COMMIT, or else the page's.
-            return self._settle(kind, entries, lambda i: version_of(kind, by_id[i]))
+            # The pushed version of a row edited meanwhile (its new base) is the page's.
+            return self._settle(
+                kind, entries, lambda i: version_of(kind, by_id[i]) if i in by_id else None)
 
     def forget(self, kind: Kind, ids: Iterable[str], xid: str) -> None:
         """Rows recorded in flight under *xid* that the remote did not take after all."""
@@ -180,7 +191,7 @@ class Inflight:
                     # dirty and the pushed version becomes its base, so a remote version
                     # that differs from it is recorded as a conflict, not overwritten.
                     marked = 0
-                    self.conn.executemany(SET_BASE.format(table=TABLES[kind]), group)
+                    self.conn.executemany(_set_base(kind), group)  # type: ignore[arg-type]
                     self.conn.executemany(FORGET, group)
                 counts["marked"] += marked
                 counts["kept"] += len(group) - marked
@@ -193,7 +204,7 @@ class Inflight:
 
     def _settle(
         self, kind: Kind, entries: list[dict[str, Any]],
-        fallback: Callable[[str], str] | None = None,
+        pushed: Callable[[str], str | None] = lambda i: None,
     ) -> int:
         # Inside the caller's write transaction. One statement per step for the whole batch;
         # row by row only for the rows edited while in flight (usually none).
@@ -203,20 +214,16 @@ class Inflight:
         try:
             marked = self.conn.execute(MARK_ACKED.format(table=table)).rowcount
             if marked < len(entries):
-                known = {e["id"]: e.get("version") for e in entries}
-                known.update(self.conn.execute(
+                # Their pushed version: the page's when the caller has it, else the one the
+                # triggers wrote into the entry when the row changed.
+                recorded = dict(self.conn.execute(
                     VERSIONS.format(table=table), {"kind": kind, "xid": xid}).fetchall())
-                edited = []
-                for i, rev in self.conn.execute(EDITED.format(table=table)).fetchall():
-                    version = known.get(i)
-                    if version is None:
-                        if fallback is None:
-                            continue  # nothing known of what was pushed: no base to keep
-                        version = fallback(i)
-                    edited.append({"kind": kind, "id": i, "rev": rev, "version": version})
+                edited = [{"kind": kind, "id": i, "rev": rev,
+                           "version": pushed(i) or recorded.get(i)}
+                          for i, rev in self.conn.execute(EDITED.format(table=table))]
                 if edited:
                     self.conn.executemany(KNOWN_AT.format(table=table), edited)
-                    self.conn.executemany(SET_BASE.format(table=table), edited)
+                    self.conn.executemany(_set_base(kind), edited)
             # A row the remote accepted is no longer refused (as Outbox.mark_synced does).
             if self.conn.execute("SELECT 1 FROM quarantine LIMIT 1").fetchone() is not None:
                 self.conn.execute(UNQUARANTINE_ACKED, {"kind": kind})
@@ -226,6 +233,6 @@ class Inflight:
         return marked
 
 
-def _record_current(kind: Kind) -> str:
+def _set_base(kind: Kind) -> str:
     pairs = ", ".join(f"'{c}', t.{c}" for c in COMPARED[kind])
-    return RECORD_CURRENT.format(pairs=pairs, table=TABLES[kind])
+    return SET_BASE.format(pairs=pairs, table=TABLES[kind])
