@@ -182,7 +182,7 @@ class SyncEngine:
         # them instead of their waiting unseen.
         self.outbox.quarantine_orphans()
         upto = self.outbox.last_rev()
-        if self.outbox.pending(user_id).total == 0:
+        if not self._anything_to_send(user_id, upto):
             report.skipped = "nothing to send"
             return
 
@@ -204,6 +204,14 @@ class SyncEngine:
             self.outbox.drop_tombstones((r["kind"], r["id"], r["rev"]) for r in page)
             report.deletions.sent += len(page)
             self.on_phase("marked", "deletion")
+
+    def _anything_to_send(self, user_id: str, upto: int) -> bool:
+        # The first row of each push's pages: an index probe each, where counting every
+        # pending row (Outbox.pending) reads them all, 0.5 s before a first sync of 100,000.
+        return any(next(pages, None) for pages in (
+            self.outbox.conversations(user_id, upto, 1),
+            self.outbox.messages(user_id, upto, 1),
+            self.outbox.tombstones(user_id, 1)))
 
     def _resolve_inflight(self, remote: RemoteUser) -> None:
         for xid in self.inflight.xids():
