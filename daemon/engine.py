@@ -21,9 +21,11 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -187,14 +189,30 @@ class SyncEngine:
             return
 
         remote.ensure_profile()
-        for page in self.outbox.conversations(user_id, upto, self.batch_size):
-            if self._stopping(report):
-                return
-            self._push_page(remote, "conversation", page, report.conversations)
-        for page in self.outbox.messages(user_id, upto, self.batch_size):
-            if self._stopping(report):
-                return
-            self._push_page(remote, "message", page, report.messages)
+        marking = _Marking()
+        try:
+            kinds: list[tuple[Kind, Iterator[list[dict[str, Any]]], KindCounts]] = [
+                ("conversation", self.outbox.conversations(user_id, upto, self.batch_size),
+                 report.conversations),
+                ("message", self.outbox.messages(user_id, upto, self.batch_size),
+                 report.messages),
+            ]
+            for kind, pages, counts in kinds:
+                page = next(pages, None)
+                while page is not None:
+                    if self._stopping(report):
+                        return
+                    mark = self._push_page(remote, kind, page, counts, marking.join)
+                    marking.join()  # (already done unless nothing was sent)
+                    # The next page is read first; then this batch is marked while the next
+                    # one is sent, and the marking is done before that one is recorded.
+                    page = next(pages, None)
+                    marking.start(mark)
+                # Conversations refused by the last batch keep their messages out of the
+                # message pages.
+                marking.join()
+        finally:
+            marking.join()
         for page in self.outbox.tombstones(user_id, self.batch_size):
             if self._stopping(report):
                 return
@@ -241,36 +259,47 @@ class SyncEngine:
         return False
 
     def _push_page(
-        self, remote: RemoteUser, kind: Kind, page: list[dict], counts: KindCounts
-    ) -> None:
+        self, remote: RemoteUser, kind: Kind, page: list[dict], counts: KindCounts,
+        before_record: Callable[[], None],
+    ) -> Callable[[], None]:
+        """Send one batch; returns its local marking, to run once the remote committed.
+
+        *before_record* is called before the batch is recorded in flight (the engine waits
+        there for the previous batch's marking: one writer on the store at a time).
+        """
         self.on_phase("read", kind)
 
         def before_commit(sent: push.BatchResult) -> None:
             # Written before the remote COMMIT: a crash after it leaves a record to resolve.
             assert sent.xid is not None
+            before_record()
             self.inflight.record(kind, page, sent.acked, sent.xid)
             self.on_phase("sent", kind)
 
         result = remote.push(kind, page, before_commit=before_commit)
         self.on_phase("committed", kind)
-        if result.xid is not None:
-            self.inflight.settle(kind, page, result.acked, result.xid)
-            # Over HTTP the whole page was recorded before sending: what was not acked
-            # (refused, gone) is not in flight any more.
-            self.inflight.forget(kind, [r.id for r in result.refused] + result.gone,
-                                 result.xid)
-        self.outbox.quarantine(result.refused)
-        for refusal in result.refused:
-            log.warning("quarantined %s %s: %s", kind, refusal.id, refusal.reason)
-        if result.gone:  # deleted elsewhere since our pull: the delete is applied now
-            Inbox(self.local).apply_gone(kind, result.gone)
-            log.info("%d %s(s) deleted on the server meanwhile were not sent again and "
-                     "are removed here", len(result.gone), kind)
-        counts.sent += len(page)
-        counts.written += result.written
-        counts.quarantined += len(result.refused)
-        self.progress(kind, len(page))
-        self.on_phase("marked", kind)
+
+        def mark() -> None:
+            if result.xid is not None:
+                self.inflight.settle(kind, page, result.acked, result.xid)
+                # Over HTTP the whole page was recorded before sending: what was not acked
+                # (refused, gone) is not in flight any more.
+                self.inflight.forget(kind, [r.id for r in result.refused] + result.gone,
+                                     result.xid)
+            self.outbox.quarantine(result.refused)
+            for refusal in result.refused:
+                log.warning("quarantined %s %s: %s", kind, refusal.id, refusal.reason)
+            if result.gone:  # deleted elsewhere since our pull: the delete is applied now
+                Inbox(self.local).apply_gone(kind, result.gone)
+                log.info("%d %s(s) deleted on the server meanwhile were not sent again and "
+                         "are removed here", len(result.gone), kind)
+            counts.sent += len(page)
+            counts.written += result.written
+            counts.quarantined += len(result.refused)
+            self.progress(kind, len(page))
+            self.on_phase("marked", kind)
+
+        return mark
 
     def _claim(self, user_id: str) -> int:
         with write_transaction(self.local):
@@ -281,6 +310,36 @@ class SyncEngine:
     def disconnect(self) -> None:
         """Drop the remote connection; the next sync opens a new one."""
         self.transport.disconnect()
+
+
+class _Marking:
+    """The local marking of the last batch the remote committed, run in a thread while the
+    engine sends the next batch (the thread works on the store, the engine waits on the
+    remote). `join` waits for it and raises what it raised (a fault hook's kill included)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, work: Callable[[], None]) -> None:
+        self.join()
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # handed to the engine's thread at join()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="chatsync-marking", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 class StoreFileChanged(Exception):
