@@ -16,6 +16,7 @@ a sentence, so the daemon's sync loop always goes on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -199,18 +200,25 @@ class SyncEngine:
             ]
             for kind, pages, counts in kinds:
                 page = next(pages, None)
+                unmarked: Callable[[], None] | None = None  # the last batch, committed
                 while page is not None:
                     if self._stopping(report):
+                        if unmarked is not None:
+                            unmarked()
                         return
-                    mark = self._push_page(remote, kind, page, counts, marking.join)
+                    # While this batch is staged and upserted on the remote, a thread marks
+                    # the previous one and reads the next page (other rows: pages go by rev);
+                    # it is done before this batch is recorded in flight, so the store has
+                    # one writer at a time.
+                    ahead: list[list[dict[str, Any]] | None] = []
+                    marking.start(functools.partial(_mark_and_read, unmarked, pages, ahead))
+                    unmarked = self._push_page(remote, kind, page, counts, marking.join)
                     marking.join()  # (already done unless nothing was sent)
-                    # The next page is read first; then this batch is marked while the next
-                    # one is sent, and the marking is done before that one is recorded.
-                    page = next(pages, None)
-                    marking.start(mark)
+                    page = ahead[0]
                 # Conversations refused by the last batch keep their messages out of the
                 # message pages.
-                marking.join()
+                if unmarked is not None:
+                    unmarked()
         finally:
             marking.join()
         for page in self.outbox.tombstones(user_id, self.batch_size):
@@ -312,10 +320,19 @@ class SyncEngine:
         self.transport.disconnect()
 
 
+def _mark_and_read(
+    mark: Callable[[], None] | None, pages: Iterator[list[dict[str, Any]]],
+    ahead: list[list[dict[str, Any]] | None],
+) -> None:
+    if mark is not None:
+        mark()
+    ahead.append(next(pages, None))
+
+
 class _Marking:
-    """The local marking of the last batch the remote committed, run in a thread while the
-    engine sends the next batch (the thread works on the store, the engine waits on the
-    remote). `join` waits for it and raises what it raised (a fault hook's kill included)."""
+    """Local work run in a thread while the engine sends the next batch (the thread works on
+    the store, the engine waits on the remote). `join` waits for it and raises what it
+    raised (a fault hook's kill included)."""
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
