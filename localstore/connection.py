@@ -12,7 +12,7 @@ from localstore.errors import SchemaTooNew
 
 # user_version -> the script that brings a store from the version before it.
 MIGRATIONS: dict[int, str] = {
-    1: "schema.sql", 2: "pull.sql", 3: "fidelity.sql", 4: "session.sql",
+    1: "schema.sql", 2: "pull.sql", 3: "fidelity.sql", 4: "session.sql", 5: "inflight.sql",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

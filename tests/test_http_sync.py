@@ -7,6 +7,7 @@ that is down then back loses nothing."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,6 +104,36 @@ def test_a_rejected_token_is_refreshed_once_and_the_sync_goes_on(
         conn.execute("UPDATE auth_session SET access_token = 'not-a-jwt'")
     report = laptop.sync()
     assert report.messages.sent == 1
+    assert auth.refresh_calls == 1 and auth.reuse_detected == 0
+
+
+def test_a_refresh_during_a_push_is_stored_while_the_engine_marks_a_batch(
+    devices: Callable[..., HttpDevice], auth: AuthStandIn
+) -> None:
+    # The engine marks batch k in a thread (a write transaction on its store connection)
+    # while batch k+1 is pushed, and that push may refresh the session. The refresh spends
+    # the old refresh token at the auth server, so the new one must be stored whatever the
+    # marking does: it is written on the transport's own connection, after the marking's.
+    laptop = devices("laptop")
+    keeper = laptop.keepers[0]
+    old = laptop.store.conn.execute("SELECT access_token, refresh_token FROM auth_session"
+                                    ).fetchone()
+    laptop.engine.local.execute("BEGIN IMMEDIATE")  # the marking thread, mid-transaction
+    laptop.engine.local.execute("UPDATE messages SET content = content")
+    refreshed: list[str] = []
+    refresher = threading.Thread(
+        target=lambda: refreshed.append(keeper.access_token(rejected=old[0])))
+    refresher.start()
+    time.sleep(0.3)  # the refresh waits for the store's write lock, not past it
+    laptop.engine.local.execute("ROLLBACK")  # a marking that failed and rolled back
+    refresher.join(10)
+    assert refreshed and auth.refresh_calls == 1
+    with sqlite3.connect(laptop.path) as fresh:
+        stored = fresh.execute("SELECT access_token, refresh_token FROM auth_session"
+                               ).fetchone()
+    assert stored[0] == refreshed[0] and stored[1] != old[1]  # the rotated token is kept
+    laptop.store.add_message(laptop.store.create_conversation("c").id, "user", "after")
+    assert laptop.sync().messages.sent == 1  # the kept refresh token still works
     assert auth.refresh_calls == 1 and auth.reuse_detected == 0
 
 
