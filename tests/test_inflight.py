@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from daemon.engine import SyncEngine
-from tests.pull_support import Device, dirty_count, local_view, remote_view
+from tests.support.devices import Device, dirty_count, local_view, remote_view
 
 CONTENT = "SELECT content FROM chat_messages WHERE id = %s"
 TITLE = "SELECT title FROM chat_sessions WHERE id = %s"
