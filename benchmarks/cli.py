@@ -32,12 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
-
 from localstore import Store
-from remote.migrate import migrate
 from tests.support import pg
 from tests.support.daemons import DaemonProc, write_config
 from tests.support.procs import wait_for
@@ -91,13 +89,11 @@ def main() -> None:
            if not k.startswith("CHATSYNC_") and k != "PYTHONDONTWRITEBYTECODE"}
 
     admin = args.dsn or pg.find_server()[0]
-    name = pg.create_database(admin, "chatsync_clibench")
-    dsn = pg.dsn_for(admin, name)
     work = Path(tempfile.mkdtemp(prefix="chatsync-clibench-"))
     daemon: DaemonProc | None = None
+    stack = ExitStack()
     try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            migrate(conn)
+        dsn = stack.enter_context(pg.migrated_database(admin, "chatsync_clibench"))
         store_path = work / "store" / "chatsync.db"
         with Store(store_path) as store:
             store.sign_in(USER, "bench@example.com")
@@ -142,7 +138,7 @@ def main() -> None:
         if daemon is not None:
             daemon.stop()
             daemon.close()
-        pg.drop_database(admin, name)
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
 
     bare = statistics.median(samples[commands[0][0]])

@@ -14,6 +14,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
@@ -22,7 +23,6 @@ from rich.table import Table
 
 from daemon.config import Config
 from localstore import Store
-from remote.migrate import migrate
 from tests.support import pg
 from tests.support.daemons import DaemonProc
 from tests.support.procs import wait_for
@@ -38,13 +38,11 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=500)
     args = parser.parse_args()
     admin = os.environ.get("CHATSYNC_BENCH_ADMIN_DSN", pg.LOCAL_DSN)
-    name = pg.create_database(admin, "chatsync_latency")
-    dsn = pg.dsn_for(admin, name)
     work = Path(tempfile.mkdtemp(prefix="chatsync-latency-"))
     daemon: DaemonProc | None = None
+    stack = ExitStack()
     try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            migrate(conn)
+        dsn = stack.enter_context(pg.migrated_database(admin, "chatsync_latency"))
         store_path = work / "store" / "chatsync.db"
         with Store(store_path) as store:
             store.sign_in(USER)
@@ -90,7 +88,7 @@ def main() -> None:
         if daemon is not None:
             daemon.stop()
             daemon.close()
-        pg.drop_database(admin, name)
+        stack.close()
 
 
 if __name__ == "__main__":

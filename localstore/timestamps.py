@@ -31,14 +31,9 @@ def iso(value: datetime) -> str:
 def store_time(text: str) -> str:
     """PostgreSQL's timestamptz text as the store keeps time (`iso`), when Python can read
     it; otherwise ('infinity', a year past 9999, a BC date) PostgreSQL's own text."""
-    if text.endswith(" BC"):
+    value = None if text.endswith(" BC") else _read(text)
+    if value is None:
         return text
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return text
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     try:
         return iso(value)
     except OverflowError:  # only with an offset other than UTC, at the edges of the range
@@ -47,13 +42,17 @@ def store_time(text: str) -> str:
 
 def instant(text: str) -> datetime | str:
     """An ISO-8601 text as an aware UTC datetime (naive means UTC); unparseable stays text."""
+    value = _read(text)
+    return text if value is None else value.astimezone(UTC)
+
+
+def _read(text: str) -> datetime | None:
+    # Python's reading of an ISO-8601 text, aware (a time without a zone is UTC's).
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        return text
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def age_seconds(text: str, now: datetime | None = None) -> float | None:

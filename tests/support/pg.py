@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -60,6 +62,22 @@ def drop_database(admin_dsn: str, name: str) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         conn.execute(drop.format(sql.Identifier(name)))
+
+
+@contextmanager
+def migrated_database(admin_dsn: str, prefix: str) -> Iterator[str]:
+    """A throwaway database with chatsync's schema (`chatsync migrate`); its DSN. Dropped
+    afterwards."""
+    from remote.migrate import migrate
+
+    name = create_database(admin_dsn, prefix)
+    try:
+        dsn = dsn_for(admin_dsn, name)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            migrate(conn)
+        yield dsn
+    finally:
+        drop_database(admin_dsn, name)
 
 
 def run_sql_file(dsn: str, filename: str) -> None:
