@@ -279,6 +279,11 @@ class SyncEngine:
             log.warning("not pulling: the remote has no chatsync change feed; "
                         "run `chatsync migrate`")
             return
+        if result.read:
+            how = (" (a re-sync: the feed no longer reached back to this store's cursor)"
+                   if result.resync else " (in full)" if result.full else "")
+            log.info("pulled %d row(s)%s; %d changed the store", result.read, how,
+                     result.applied.changed)
         report.pulled = result.applied.changed
         report.conflicts = result.applied.conflicts
         report.held = result.applied.held
