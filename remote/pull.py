@@ -76,10 +76,19 @@ _STALE = """
 EXISTS (SELECT 1 FROM chatsync_feed.pruned
          WHERE user_id = %(user_id)s AND xid >= %(since_xmin)s::text::xid8)
 """
+# The message entries an incremental pull would read (not this origin's own), counted in
+# the probe: the count the pull reports, read in the same snapshot, and when it is 0 (the
+# echo of our own push: only conversations' statistics changed) the pull reads no
+# messages at all. With nothing unseen it is one more empty index range.
+_FOREIGN_MESSAGES = f"""
+(SELECT count(*) FROM {_UNSEEN} AS f
+  WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s)
+"""
 # The no-op check: is there anything in the window? One small index probe.
 PROBE = f"""
 SELECT pg_current_snapshot()::text AS horizon,
-       EXISTS (SELECT 1 FROM {_UNSEEN} AS f) AS changed, {_STALE} AS stale
+       EXISTS (SELECT 1 FROM {_UNSEEN} AS f) AS changed, {_STALE} AS stale,
+       {_FOREIGN_MESSAGES} AS messages
 """
 # The live pull's check (news_only): entries this engine wrote itself are not news, so a
 # device's own push does not answer its own waiting pull. The read that follows, when
@@ -87,7 +96,8 @@ SELECT pg_current_snapshot()::text AS horizon,
 NEWS_PROBE = f"""
 SELECT pg_current_snapshot()::text AS horizon,
        EXISTS (SELECT 1 FROM {_UNSEEN} AS f
-                WHERE f.origin IS DISTINCT FROM %(origin)s) AS changed, {_STALE} AS stale
+                WHERE f.origin IS DISTINCT FROM %(origin)s) AS changed, {_STALE} AS stale,
+       {_FOREIGN_MESSAGES} AS messages
 """
 
 
@@ -166,10 +176,6 @@ JOIN public.chat_sessions AS s ON s.id = m.session_id
 WHERE s.user_id = %(user_id)s
   AND (%(after)s::text IS NULL OR m.id COLLATE "C" > %(after)s::text COLLATE "C")
 """
-COUNT_CHANGED_MESSAGES = f"""
-SELECT count(*) FROM {_UNSEEN} AS f
-WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s
-"""
 
 MESSAGE_CURSOR = "chatsync_pull_messages"
 
@@ -215,10 +221,12 @@ def read_changes(
         params |= {"since_xmin": xmin, "since_xmax": xmax,
                    "since_xip": [x for x in xip.split(",") if x]}
     with _snapshot(session) as conn:
+        count = 0
         if since is None:
             params["horizon"] = _one(conn, HORIZON)[0]
         else:
-            horizon, changed, stale = _one(conn, NEWS_PROBE if news_only else PROBE, params)
+            horizon, changed, stale, count = _one(
+                conn, NEWS_PROBE if news_only else PROBE, params)
             if stale:
                 raise ResyncRequired
             if not changed:
@@ -229,15 +237,18 @@ def read_changes(
         conversations = _rows(conn, ALL_CONVERSATIONS if full else CHANGED_CONVERSATIONS,
                               params)
         if not full:
-            count_sql, messages_sql = COUNT_CHANGED_MESSAGES, CHANGED_MESSAGES
+            count_sql, messages_sql = None, CHANGED_MESSAGES  # counted by the probe
         elif byte_order:
             count_sql, messages_sql = COUNT_ALL_MESSAGES_BYTE_ORDER, ALL_MESSAGES_BYTE_ORDER
         else:
             count_sql, messages_sql = COUNT_ALL_MESSAGES, ALL_MESSAGES
-        count = int(_one(conn, count_sql, params)[0])
+        if count_sql is not None:
+            count = int(_one(conn, count_sql, params)[0])
+        messages: Iterator[list[dict[str, Any]]] = (
+            _pages(conn, messages_sql, params, page_size) if count else iter(()))
         yield Changes(
             horizon=params["horizon"], full=full, conversations=conversations,
-            message_count=count, messages=_pages(conn, messages_sql, params, page_size),
+            message_count=int(count), messages=messages,
         )
 
 
