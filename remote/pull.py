@@ -80,9 +80,12 @@ EXISTS (SELECT 1 FROM chatsync_feed.pruned
 # the probe: the count the pull reports, read in the same snapshot, and when it is 0 (the
 # echo of our own push: only conversations' statistics changed) the pull reads no
 # messages at all. With nothing unseen it is one more empty index range.
+# (A FILTER, not a WHERE: a kind or origin condition pushed down into the scan lets the
+# planner walk all of the user's entries by another index, ~18 ms at 100,000 entries,
+# where the window is an index range on (user_id, xid), empty when nothing changed.)
 _FOREIGN_MESSAGES = f"""
-(SELECT count(*) FROM {_UNSEEN} AS f
-  WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s)
+(SELECT count(*) FILTER (WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s)
+  FROM {_UNSEEN} AS f)
 """
 # The no-op check: is there anything in the window? One small index probe.
 PROBE = f"""
@@ -159,9 +162,10 @@ ORDER BY m.id COLLATE "C"
 """
 # Messages this engine pushed itself are skipped: it has them already (a conversation's
 # entry is read even then, since the push changed its server-side statistics).
+# (OFFSET 0 keeps the kind and origin conditions out of the window's scan, as above.)
 CHANGED_MESSAGES = f"""
 SELECT f.id, (f.deleted OR m.id IS NULL) AS deleted, {_MESSAGE_COLUMNS}
-FROM {_UNSEEN} AS f
+FROM (SELECT * FROM {_UNSEEN} AS u OFFSET 0) AS f
 LEFT JOIN public.chat_messages AS m ON m.id = f.id AND NOT f.deleted
 WHERE f.kind = 'message' AND f.origin IS DISTINCT FROM %(origin)s
 """
