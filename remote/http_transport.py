@@ -28,7 +28,7 @@ import httpx
 
 from localstore.outbox import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, Kind, Refusal
 from remote.pull import Changes, ResyncRequired
-from remote.push import BatchResult, BeforeCommit, unstorable
+from remote.push import BatchResult, BeforeCommit, BeforeUpsert, unstorable
 from remote.transport import TransportError
 
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -175,8 +175,10 @@ class HttpUser:
 
     def push(
         self, kind: Kind, rows: Sequence[dict[str, Any]], *,
-        before_commit: BeforeCommit | None = None,
+        before_commit: BeforeCommit | None = None, before_upsert: BeforeUpsert | None = None,
     ) -> BatchResult:
+        # (before_upsert is not called: the whole page is recorded in before_commit, before
+        # the request, since the server's transaction id is not known here.)
         result = BatchResult()
         columns = CONVERSATION_COLUMNS if kind == "conversation" else MESSAGE_COLUMNS
         sendable = []

@@ -25,6 +25,9 @@ from remote.errors import UnknownUser, is_transient
 # Called once the batch is written and before the remote COMMIT, with the result so far
 # (acked rows and xid known): the engine records the batch as in flight there.
 BeforeCommit = Callable[["BatchResult"], None]
+# Called once the batch is staged, before its upsert: the remote transaction's id and the
+# (id, rev) of every staged row (a superset of what will be acked).
+BeforeUpsert = Callable[[str, list[tuple[str, int]]], None]
 
 
 @dataclass(slots=True)
@@ -82,16 +85,16 @@ def ensure_profile(session: UserSession, email: str) -> None:
 
 def push_conversations(
     session: UserSession, rows: Sequence[dict[str, Any]], *,
-    before_commit: BeforeCommit | None = None,
+    before_commit: BeforeCommit | None = None, before_upsert: BeforeUpsert | None = None,
 ) -> BatchResult:
-    return _push(session, SESSIONS, rows, before_commit)
+    return _push(session, SESSIONS, rows, before_commit, before_upsert)
 
 
 def push_messages(
     session: UserSession, rows: Sequence[dict[str, Any]], *,
-    before_commit: BeforeCommit | None = None,
+    before_commit: BeforeCommit | None = None, before_upsert: BeforeUpsert | None = None,
 ) -> BatchResult:
-    return _push(session, MESSAGES, rows, before_commit)
+    return _push(session, MESSAGES, rows, before_commit, before_upsert)
 
 
 def push_deletions(session: UserSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -107,7 +110,7 @@ def push_deletions(session: UserSession, rows: Sequence[dict[str, Any]]) -> None
 
 def _push(
     session: UserSession, table: _Table, rows: Sequence[dict[str, Any]],
-    before_commit: BeforeCommit | None,
+    before_commit: BeforeCommit | None, before_upsert: BeforeUpsert | None = None,
 ) -> BatchResult:
     result = BatchResult()
     staged: list[dict[str, Any]] = []
@@ -127,6 +130,11 @@ def _push(
             # refused above, so no per-value str() is needed.
             for n, row in enumerate(staged):
                 copy.write_row((n, *values(row)))
+        xid = conn.execute(sql.CURRENT_XID).fetchone()
+        assert xid is not None  # pg_current_xact_id() always answers
+        result.xid = str(xid[0])
+        if before_upsert is not None:
+            before_upsert(result.xid, [(r["id"], r["rev"]) for r in staged])
         written: list[str] = []
         _upsert(conn, table, staged, 0, len(staged), written, result.refused)
         if any(r["was_synced"] for r in staged):
@@ -134,9 +142,6 @@ def _push(
         left_out = {r.id for r in result.refused} | set(result.gone)
         result.acked = [(r["id"], r["rev"]) for r in staged if r["id"] not in left_out]
         result.written = len(written)
-        xid = conn.execute(sql.CURRENT_XID).fetchone()
-        assert xid is not None  # pg_current_xact_id() always answers
-        result.xid = str(xid[0])
         if before_commit is not None:
             before_commit(result)
     return result

@@ -23,7 +23,7 @@ from remote.connect import UserSession
 from remote.connect import connect as connect_remote
 from remote.errors import is_transient
 from remote.pull import Changes
-from remote.push import BatchResult, BeforeCommit
+from remote.push import BatchResult, BeforeCommit, BeforeUpsert
 
 # pg_xact_status() of a push's transaction: 'committed', 'aborted', 'in progress', or None.
 XACT_STATUS = "SELECT pg_xact_status(%(xid)s::xid8)"
@@ -46,7 +46,7 @@ class RemoteUser(Protocol):
 
     def push(
         self, kind: Kind, rows: Sequence[dict[str, Any]], *,
-        before_commit: BeforeCommit | None = None,
+        before_commit: BeforeCommit | None = None, before_upsert: BeforeUpsert | None = None,
     ) -> BatchResult: ...
 
     def push_deletions(self, rows: Sequence[dict[str, Any]]) -> None: ...
@@ -95,10 +95,11 @@ class DirectUser:
 
     def push(
         self, kind: Kind, rows: Sequence[dict[str, Any]], *,
-        before_commit: BeforeCommit | None = None,
+        before_commit: BeforeCommit | None = None, before_upsert: BeforeUpsert | None = None,
     ) -> BatchResult:
         pusher = push.push_conversations if kind == "conversation" else push.push_messages
-        return pusher(self.session, rows, before_commit=before_commit)
+        return pusher(self.session, rows, before_commit=before_commit,
+                      before_upsert=before_upsert)
 
     def push_deletions(self, rows: Sequence[dict[str, Any]]) -> None:
         push.push_deletions(self.session, rows)

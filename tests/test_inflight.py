@@ -174,3 +174,58 @@ def test_a_message_deleted_while_in_flight_keeps_the_pushed_version_as_its_base(
         stop_before_push.close()
     base = base_of(a, "message", msg.id)
     assert base is not None and base["content"] == "content 1"
+
+
+def test_a_row_the_remote_refuses_is_not_in_flight_at_the_commit_and_a_crash_keeps_it_out(
+    remote_dsn: str, devices: Any,
+) -> None:
+    # The direct transport records a batch in flight while PostgreSQL runs its upsert, so
+    # every staged row is recorded; a row the upsert refuses leaves the record before the
+    # remote COMMIT. Killed after it, the next sync must mark only what the remote took:
+    # the refused row is quarantined by nobody (the mark never ran) but stays dirty.
+    a = devices("a")
+    conv = a.store.create_conversation("title")
+    a.store.add_message(conv.id, "user", "fine", id="msg_fine")
+    c = sqlite3.connect(a.path, isolation_level=None)
+    c.execute("INSERT INTO messages (id, conversation_id, role, content, timestamp) "
+              "VALUES ('msg_year0', ?, 'user', 'x', '0000-01-01T00:00:00Z')", (conv.id,))
+    c.close()
+    seen = kill_after(a, remote_dsn, "message", lambda conn: None)
+    assert [(k, i) for k, i, _ in seen] == [("message", "msg_fine")]
+    report = a.engine.sync()
+    assert report.ok
+    dirty = {r[0] for r in a.store.conn.execute(
+        "SELECT id FROM messages WHERE rev > synced_rev")}
+    assert dirty == {"msg_year0"}  # refused again by this sync's push, and quarantined
+    quarantined = {r[0] for r in a.store.conn.execute("SELECT id FROM quarantine")}
+    assert quarantined == {"msg_year0"}
+    assert a.store.conn.execute("SELECT count(*) FROM push_inflight").fetchone()[0] == 0
+
+
+def test_the_checkpoint_runs_after_the_sync_in_a_thread_of_its_own(
+    remote_dsn: str, devices: Any,
+) -> None:
+    from daemon.engine import BACKSTOP_CHECKPOINT_PAGES
+
+    a = devices("a")
+    conv = a.store.create_conversation("title")
+    for i in range(50):
+        a.store.add_message(conv.id, "user", "y" * 5000, id=f"msg_{i}")
+    kicks: list[int] = []
+    checkpointer = a.engine._checkpointer
+    kick = checkpointer.kick
+    checkpointer.kick = lambda: (kicks.append(1), kick())[1]  # type: ignore[method-assign]
+    assert a.sync().ok
+    # the engine's own commits leave the WAL alone (up to the backstop) ...
+    assert a.engine.local.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == \
+        BACKSTOP_CHECKPOINT_PAGES
+    assert len(kicks) >= 2  # after the batch's marking and after the sync
+    checkpointer.close()  # waits for the checkpoint asked for
+    # ... and the thread copied it into the database file: read without the WAL, the file
+    # has every message marked synced.
+    main_file = sqlite3.connect(f"file:{a.path}?immutable=1", uri=True)
+    try:
+        assert main_file.execute(
+            "SELECT count(*) FROM messages WHERE rev = synced_rev").fetchone()[0] == 50
+    finally:
+        main_file.close()

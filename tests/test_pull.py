@@ -253,11 +253,13 @@ def test_a_pull_skips_the_echo_of_its_own_push_but_others_see_it(
         own = UserSession(conn, ALICE, origin=laptop.engine.origin)
         with read_changes(own, cursor) as changes:
             assert changes is not None  # the conversation's statistics changed
-            assert changes.message_count == 0
+            assert changes.message_count == 0  # counted by the probe, in its snapshot
             assert [c["id"] for c in changes.conversations] == [conv.id]
+            assert list(changes.messages) == []  # and so no message query at all
         other = UserSession(conn, ALICE)  # another engine, another origin
         with read_changes(other, cursor) as changes:
             assert changes is not None and changes.message_count == 300
+            assert sum(len(page) for page in changes.messages) == 300
 
     report = laptop.sync()
     assert report.sent == 0 and report.pulled == 0

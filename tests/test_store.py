@@ -136,6 +136,23 @@ def test_finding_dirty_rows_uses_the_partial_index(store: Store) -> None:
         assert all(index in s or not s.startswith("SCAN") for s in steps), steps
 
 
+def test_the_orphan_check_walks_only_the_dirty_messages(store: Store) -> None:
+    # Every sync runs it (Outbox.quarantine_orphans): through the partial index of dirty
+    # messages, never a scan of the history.
+    from localstore.outbox import (
+        ORPHAN_PREFIX,
+        ORPHAN_SUFFIX,
+        ORPHANS_TO_SETTLE,
+        QUARANTINE_ORPHANS,
+    )
+
+    params = {"prefix": ORPHAN_PREFIX, "suffix": ORPHAN_SUFFIX}
+    for sql in (ORPHANS_TO_SETTLE, QUARANTINE_ORPHANS):
+        steps = [r[3] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        scans = [s for s in steps if s.startswith("SCAN") and "CONSTANT ROW" not in s]
+        assert scans and all("messages_pending" in s for s in scans), steps
+
+
 @pytest.mark.parametrize(
     ("sql", "field"),
     [
