@@ -61,15 +61,19 @@ def test_server_killed_mid_batch_then_back(
     tmp_path: Path, store_path: Path, server: ServerProc, remote: psycopg.Connection
 ) -> None:
     user, config = http_device(tmp_path, store_path, server.url, batch_size=400)
-    fill(store_path, user, conversations=40, per_conversation=250)
+    fill(store_path, user, conversations=80, per_conversation=250)
     proc = spawn(config, "sync-now", log=tmp_path / "sync.log")
-    time.sleep(1.5)
+    # Killed once the first message batch has reached the remote, so mid-way through the
+    # 20,000 messages (about 50 batches) however fast the push is.
+    wait_for(lambda: remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0]
+             >= 400, 60, "the first message batch on the remote")
     assert server.proc is not None
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
     code = proc.wait(120)
     log = (tmp_path / "sync.log").read_text()
-    # Mid-way (10,000 messages take several seconds): a temporary failure, in a sentence.
+    assert remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0] < 20_000
+    # Mid-way: a temporary failure, in a sentence.
     assert code == 1, log
     assert "sync server" in log and "temporary" in log and "Traceback" not in log, log
     server.start()
