@@ -22,7 +22,6 @@ import logging
 import os
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import psycopg
 
 from daemon import faults
+from daemon.background import BACKSTOP_CHECKPOINT_PAGES, Checkpointer, Marking
 from daemon.pulling import pull_into
 from daemon.report import KindCounts, Outcome, SyncReport
 from daemon.tokens import SignedOut
@@ -86,12 +86,12 @@ class SyncEngine:
         self.should_stop: Callable[[], bool] = should_stop or (lambda: False)
         self.local = connect_store(self.store_path)
         # The WAL is copied into the database file by a thread after each batch's marking
-        # and after each sync (see _Checkpointer), not by whichever of the engine's commits
+        # and after each sync (see daemon/background.py), not by whichever of the engine's commits
         # crosses SQLite's 1000-page mark: that commit would pay it inside the sync (~25 ms
         # after a 1 % change). The engine's own automatic checkpoint stays as a backstop
         # for a long write with no marking in it (a first pull).
         self.local.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
-        self._checkpointer = _Checkpointer(self.store_path)
+        self._checkpointer = Checkpointer(self.store_path)
         self._store_identity = _identity(self.store_path)
         self.outbox = Outbox(self.local)
         self.inflight = Inflight(self.local)
@@ -223,7 +223,7 @@ class SyncEngine:
             return
 
         remote.ensure_profile()
-        marking = _Marking()
+        marking = Marking()
         try:
             kinds: list[tuple[Kind, Iterator[list[dict[str, Any]]], KindCounts]] = [
                 ("conversation", self.outbox.conversations(user_id, upto, self.batch_size),
@@ -388,114 +388,6 @@ def _mark_and_read(
     if mark is not None:
         mark()
     ahead.append(next(pages, None))
-
-
-class _Marking:
-    """Local work run in a thread while the engine sends the next batch (the thread works on
-    the store, the engine waits on the remote). `join` waits for it and raises what it
-    raised (a fault hook's kill included)."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def start(self, work: Callable[[], None]) -> None:
-        self.join()
-
-        def run() -> None:
-            try:
-                work()
-            except BaseException as exc:  # handed to the engine's thread at join()
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="chatsync-marking", daemon=True)
-        self._thread.start()
-
-    def chain(self, work: Callable[[], None]) -> None:
-        """Run *work* in a new thread once the running work is done (not if it failed)."""
-        before = self._thread
-
-        def run() -> None:
-            if before is not None:
-                before.join()
-            if self._error is not None:
-                return
-            try:
-                work()
-            except BaseException as exc:  # handed to the engine's thread at join()
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="chatsync-marking", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
-# The engine connection's own automatic checkpoint, in pages of the WAL (SQLite's default
-# is 1000): only reached by a long write between two kicks of the _Checkpointer.
-BACKSTOP_CHECKPOINT_PAGES = 10_000
-
-
-class _Checkpointer:
-    """Copies the store's WAL into its database file in a thread of its own.
-
-    `kick()` asks for a PASSIVE checkpoint (it never waits for readers or writers, and
-    they never wait for it) and returns at once; kicks while one runs coalesce into one
-    more. It has its own connection: a checkpoint holds no lock a client or the engine
-    waits on, and what it copies is already committed, so a crash anywhere loses nothing.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._wanted = threading.Condition()
-        self._pending = False
-        self._closed = False
-        self._conn: sqlite3.Connection | None = None
-        self._thread: threading.Thread | None = None
-
-    def kick(self) -> None:
-        with self._wanted:
-            if self._closed:
-                return
-            self._pending = True
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="chatsync-checkpoint", daemon=True)
-                self._thread.start()
-            self._wanted.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wanted:
-                while not self._pending and not self._closed:
-                    self._wanted.wait()
-                if not self._pending:
-                    return
-                self._pending = False
-            try:
-                if self._conn is None:
-                    self._conn = sqlite3.connect(self._path, check_same_thread=False)
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:  # the next kick (or the backstop) tries again
-                log.debug("background checkpoint failed: %s", exc)
-
-    def close(self) -> None:
-        """Finish a checkpoint asked for, then stop."""
-        with self._wanted:
-            self._closed = True
-            self._wanted.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class StoreFileChanged(Exception):

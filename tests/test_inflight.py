@@ -205,7 +205,7 @@ def test_a_row_the_remote_refuses_is_not_in_flight_at_the_commit_and_a_crash_kee
 def test_the_checkpoint_runs_after_the_sync_in_a_thread_of_its_own(
     remote_dsn: str, devices: Any,
 ) -> None:
-    from daemon.engine import BACKSTOP_CHECKPOINT_PAGES
+    from daemon.background import BACKSTOP_CHECKPOINT_PAGES
 
     a = devices("a")
     conv = a.store.create_conversation("title")
