@@ -48,13 +48,17 @@ class Marking:
         self._thread = threading.Thread(target=run, name="chatsync-marking", daemon=True)
         self._thread.start()
 
-    def join(self) -> None:
+    def join(self, *, quiet: bool = False) -> None:
+        """Wait for the work; raise what it raised (only log it when *quiet*: the caller is
+        already raising an error of its own, which must not be masked)."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         if self._error is not None:
             error, self._error = self._error, None
-            raise error
+            if not quiet:
+                raise error
+            log.warning("the local marking failed too: %s", error)
 
 
 # The engine connection's own automatic checkpoint, in pages of the WAL (SQLite's default

@@ -191,13 +191,11 @@ def _sync_in_process(config: Config) -> SyncReport:
     _configure_logging()
     from daemon.progress import TerminalProgress
     from daemon.settings import make_engine
-    from daemon.status import store_status
 
     bar = TerminalProgress(min_rows=config.sync.batch_size)
     engine = make_engine(config, progress=bar.advance)
     try:
-        p = store_status(config.local.resolved_path, "")["pending"]
-        bar.begin(p["conversations"] + p["messages"] + p["deletions"])
+        bar.begin(config.local.resolved_path)
         return engine.sync()
     finally:
         bar.end()

@@ -134,13 +134,15 @@ class SyncEngine:
         """Run one sync; never raises for remote or data trouble, the report says."""
         report = SyncReport(started_at=utc_now())
         started = time.perf_counter()
+        changes = self.local.total_changes
         try:
             self._check_store_file()
             with self._stall:
                 try:
                     self._sync(report)
                 finally:
-                    self._checkpointer.kick()
+                    if self.local.total_changes != changes:  # a no-op sync wrote nothing
+                        self._checkpointer.kick()
         except (psycopg.Error, OSError) as exc:
             self.disconnect()
             self._failed(report, _failure(is_transient(exc), is_unreachable(exc)), explain(exc))
@@ -253,8 +255,10 @@ class SyncEngine:
                 # message pages.
                 if unmarked is not None:
                     unmarked()
-        finally:
-            marking.join()
+        except BaseException:
+            marking.join(quiet=True)  # what is being raised says what went wrong
+            raise
+        marking.join()
         for page in self.outbox.tombstones(user_id, self.batch_size):
             if self._stopping(report):
                 return
@@ -317,7 +321,7 @@ class SyncEngine:
         the store at a time); *chain* runs work in the background after what runs there.
         """
         self.on_phase("read", kind)
-        recorded: list[tuple[str, set[str]]] = []  # (xid, ids) recorded by before_upsert
+        recorded: set[str] = set()  # ids recorded in flight by before_upsert (direct mode)
 
         def before_upsert(xid: str, staged: list[tuple[str, int]]) -> None:
             # Direct transport: the remote's transaction id is known before the upsert, so
@@ -325,19 +329,18 @@ class SyncEngine:
             # previous batch's marking) while PostgreSQL works on the upsert.
             def record() -> None:
                 self.inflight.record(kind, page, staged, xid)
-                recorded.append((xid, {i for i, _ in staged}))
+                recorded.update(i for i, _ in staged)
             chain(record)
 
         def before_commit(sent: push.BatchResult) -> None:
             # Written before the remote COMMIT: a crash after it leaves a record to resolve.
             assert sent.xid is not None
             before_record()
-            if recorded and recorded[0][0] == sent.xid:
+            if recorded:
                 # Recorded during the upsert: staged rows the remote refused or found gone
                 # are not in flight; they leave the record before the COMMIT, so that a
                 # crash after it marks exactly what the remote took.
-                acked = {i for i, _ in sent.acked}
-                self.inflight.forget(kind, [i for i in recorded[0][1] if i not in acked],
+                self.inflight.forget(kind, list(recorded - {i for i, _ in sent.acked}),
                                      sent.xid)
             else:
                 self.inflight.record(kind, page, sent.acked, sent.xid)
@@ -350,10 +353,12 @@ class SyncEngine:
         def mark() -> None:
             if result.xid is not None:
                 self.inflight.settle(kind, page, result.acked, result.xid)
-                # Over HTTP the whole page was recorded before sending: what was not acked
-                # (refused, gone) is not in flight any more.
-                self.inflight.forget(kind, [r.id for r in result.refused] + result.gone,
-                                     result.xid)
+                if not recorded:
+                    # Over HTTP the whole page was recorded before sending: what was not
+                    # acked (refused, gone) is not in flight any more. (Directly, it left
+                    # the record before the COMMIT.)
+                    self.inflight.forget(kind, [r.id for r in result.refused] + result.gone,
+                                         result.xid)
             self.outbox.quarantine(result.refused)
             for refusal in result.refused:
                 log.warning("quarantined %s %s: %s", kind, refusal.id, refusal.reason)

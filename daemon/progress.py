@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -22,8 +24,16 @@ class TerminalProgress:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
-    def begin(self, total: int) -> None:
-        if total <= self.min_rows or not self.console.is_terminal:
+    def begin(self, store_path: Path) -> None:
+        """Show the bar if this sync has more than *min_rows* rows to send. The store is
+        counted only on a terminal: under a service manager nothing is ever drawn."""
+        if not self.console.is_terminal:
+            return
+        from daemon.status import store_status
+
+        pending = store_status(store_path, "")["pending"]
+        total = pending["conversations"] + pending["messages"] + pending["deletions"]
+        if total <= self.min_rows:
             return
         self._progress = Progress(
             TextColumn("syncing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),

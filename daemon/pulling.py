@@ -81,12 +81,7 @@ def _pull(
             result.read += len(page)
             if progress is not None:
                 progress("pulled", len(page))
-    inbox.finish_pull(user_id, horizon)
-    if result.applied.held:
-        log.warning("%d pulled row(s) cannot be kept in the local store as they are; they are "
-                    "held aside (see `chatsync status`) and the rest was applied",
-                    result.applied.held)
-    return result
+    return _finish(inbox, user_id, horizon, result)
 
 
 def resync_into(
@@ -121,6 +116,11 @@ def resync_into(
         # Past the last page: whatever clean message remains there is gone remotely.
         result.applied.add(inbox.resync_messages(user_id, [], after=after, upto=None,
                                                  resume=None))
+    return _finish(inbox, user_id, horizon, result)
+
+
+def _finish(inbox: Inbox, user_id: str, horizon: str, result: PullResult) -> PullResult:
+    # The cursor moves only once everything read is applied.
     inbox.finish_pull(user_id, horizon)
     if result.applied.held:
         log.warning("%d pulled row(s) cannot be kept in the local store as they are; they are "

@@ -181,9 +181,7 @@ class Daemon:
 
     # --- hooks from the sync loop -------------------------------------------------------
     def _before_sync(self) -> None:
-        data = store_status(self.store_path, self.remote_label)
-        p = data["pending"]
-        self.bar.begin(p["conversations"] + p["messages"] + p["deletions"])
+        self.bar.begin(self.store_path)
 
     def _after_sync(self, report: SyncReport) -> None:
         self.bar.end()

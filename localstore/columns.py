@@ -160,12 +160,6 @@ class Table:
         """The store's names of its timestamp columns."""
         return frozenset(c.name for c in self.columns if c.kind == "timestamp")
 
-    def column(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(name)
-
 
 CONVERSATIONS = Table(
     "conversation", "conversations", "chat_sessions",

@@ -44,10 +44,18 @@ def connect(dsn: str, *, application_name: str = "chatsync") -> psycopg.Connecti
     connection, so everything chatsync sets is transaction-local (`SET LOCAL`, `set_config(…,
     true)`) and prepared statements are off.
     """
+    return psycopg.connect(conninfo(dsn, application_name), autocommit=True,
+                           prepare_threshold=None)
+
+
+def conninfo(dsn: str, application_name: str, **defaults: str | int) -> str:
+    """*dsn* as libpq reads it, with chatsync's connect timeout, *application_name* and
+    *defaults* wherever the DSN does not set them. A malformed DSN raises InvalidDsn."""
     params = parse_dsn(dsn)
-    params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
-    params.setdefault("application_name", application_name)
-    return psycopg.connect(make_conninfo("", **params), autocommit=True, prepare_threshold=None)
+    for key, value in {"connect_timeout": CONNECT_TIMEOUT_S,
+                       "application_name": application_name, **defaults}.items():
+        params.setdefault(key, value)
+    return make_conninfo("", **params)
 
 
 def parse_dsn(dsn: str) -> dict[str, str | int | None]:

@@ -29,6 +29,8 @@ from typing import Literal
 
 import psycopg
 
+from remote.connect import scalar
+
 Policy = Literal["run", "skip", "opt-in"]
 
 # The key of pg_advisory_xact_lock(bigint): an arbitrary fixed number, derived from nothing
@@ -136,8 +138,7 @@ def _is_existing_deployment(conn: psycopg.Connection, done: dict[int, str]) -> b
     """The app's tables were there before chatsync: recorded so, or seen now."""
     if APP_SCHEMA_VERSION in done:
         return done[APP_SCHEMA_VERSION] == "adopted"
-    row = conn.execute(HAS_APP_TABLES).fetchone()
-    return bool(row and row[0])
+    return bool(scalar(conn, HAS_APP_TABLES))
 
 
 def _opted_in_before(available: list[Migration], done: dict[int, str]) -> bool:

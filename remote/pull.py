@@ -41,7 +41,7 @@ from psycopg.types.string import TextLoader
 
 from localstore import columns as spec
 from localstore.timestamps import iso, store_time
-from remote.connect import UserSession
+from remote.connect import UserSession, scalar
 
 HORIZON = "SELECT pg_current_snapshot()::text AS horizon"
 # Timestamps as text in one known shape (TimeZone is UTC in every chatsync transaction).
@@ -227,7 +227,7 @@ def read_changes(
     with _snapshot(session) as conn:
         count = 0
         if since is None:
-            params["horizon"] = _one(conn, HORIZON)[0]
+            params["horizon"] = scalar(conn, HORIZON)
         else:
             horizon, changed, stale, count = _one(
                 conn, NEWS_PROBE if news_only else PROBE, params)
@@ -247,7 +247,7 @@ def read_changes(
         else:
             count_sql, messages_sql = COUNT_ALL_MESSAGES, ALL_MESSAGES
         if count_sql is not None:
-            count = int(_one(conn, count_sql, params)[0])
+            count = int(scalar(conn, count_sql, params))
         messages: Iterator[list[dict[str, Any]]] = (
             _pages(conn, messages_sql, params, page_size) if count else iter(()))
         yield Changes(

@@ -19,7 +19,7 @@ from psycopg import errors as pgerr
 from localstore import columns as spec
 from localstore.outbox import Kind, Refusal
 from remote import statements as sql
-from remote.connect import UserSession
+from remote.connect import UserSession, scalar
 from remote.errors import UnknownUser, is_transient
 
 # Called once the batch is written and before the remote COMMIT, with the result so far
@@ -130,9 +130,7 @@ def _push(
             # refused above, so no per-value str() is needed.
             for n, row in enumerate(staged):
                 copy.write_row((n, *values(row)))
-        xid = conn.execute(sql.CURRENT_XID).fetchone()
-        assert xid is not None  # pg_current_xact_id() always answers
-        result.xid = str(xid[0])
+        result.xid = str(scalar(conn, sql.CURRENT_XID))
         if before_upsert is not None:
             before_upsert(result.xid, [(r["id"], r["rev"]) for r in staged])
         written: list[str] = []

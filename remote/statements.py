@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from localstore.columns import CONVERSATIONS, MESSAGES, PUSH_CAST, STAGE_TYPE, Table
+from localstore.columns import CONVERSATIONS, MESSAGES, PUSH_CAST, STAGE_TYPE, Column, Table
 
 
 def _text(composed: sql.Composable) -> str:
@@ -38,10 +38,9 @@ def _copy(stage: str, table: Table) -> str:
         stage=sql.Identifier(stage), columns=columns))
 
 
-def _value(table: Table, name: str) -> sql.Composable:
-    """The upsert's value of column *name* from the staged row: cast to its kind, or the
-    spec's push_sql over the staged columns."""
-    column = table.column(name)
+def _value(table: Table, column: Column) -> sql.Composable:
+    """The upsert's value of *column* from the staged row: cast to its kind, or the spec's
+    push_sql over the staged columns."""
     if column.push_sql is not None:
         return sql.SQL(column.push_sql).format(
             **{c.name: sql.Identifier(c.stage) for c in table.columns})
@@ -78,7 +77,7 @@ RETURNING {a}.id
 """).format(
         remote=remote, a=a, stage=sql.Identifier(stage),
         columns=listed([sql.Identifier(name) for _, name in pushed]),
-        values=listed([_value(table, c.name) for c, _ in pushed]),
+        values=listed([_value(table, c) for c, _ in pushed]),
         sets=listed([sql.SQL("{c} = EXCLUDED.{c}").format(c=c) for c in compared]),
         mine=listed([sql.SQL("{}.{}").format(a, c) for c in compared]),
         theirs=listed([sql.SQL("EXCLUDED.{}").format(c) for c in compared]),

@@ -8,6 +8,7 @@ naming it.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import fields
@@ -55,6 +56,23 @@ def test_store_tables_have_the_spec_columns(local: sqlite3.Connection, table: sp
         declared, not_null = actual[c.name]
         assert declared == spec.SQLITE_TYPE[c.kind], f"{table.name}.{c.name}: {declared}"
         assert not_null == (not c.nullable), f"{table.name}.{c.name}: NOT NULL is {not_null}"
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.name)
+def test_the_stores_merge_base_triggers_copy_every_compared_column(
+        local: sqlite3.Connection, table: spec.Table) -> None:
+    # The triggers that keep a row's merge base (pull.sql, fidelity.sql, inflight.sql) list
+    # the compared columns by hand, as SQLite triggers must: a column added to the spec but
+    # not to them would leave merge bases without it.
+    triggers = local.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
+        " AND sql LIKE '%json_object(%'", (table.name,)).fetchall()
+    assert len(triggers) >= 5, [t["name"] for t in triggers]
+    for trigger in triggers:
+        for listed in re.findall(r"json_object\((.*?)\)\s*(?:FROM|WHERE|,|\))",
+                                 trigger["sql"], re.S):
+            keys = re.findall(r"'(\w+)'\s*,", listed)
+            assert set(keys) == set(table.compared), (trigger["name"], keys)
 
 
 def test_the_store_keeps_the_server_columns(local: sqlite3.Connection) -> None:

@@ -94,3 +94,4 @@ def test_a_peer_hanging_up_early_is_no_daemon(sockdir: Path) -> None:
         assert control_client.request(path, "GET", "/status") is None  # nothing at all
         assert control_client.request(path, "GET", "/status") is None  # body cut short
         thread.join(5)
+        assert not thread.is_alive()  # both requests reached the peer and were answered

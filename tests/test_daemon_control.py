@@ -14,21 +14,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from localstore import Store
 from tests.support import ALICE
 from tests.support.daemons import DaemonProc
 from tests.support.faults_proxy import FaultProxy
-from tests.support.procs import ROOT, free_port, wait_for
+from tests.support.pg import unreachable, with_params
+from tests.support.procs import ROOT, wait_for
 
 Spawn = Callable[..., DaemonProc]
 
 
-
-
-def with_params(dsn: str, **params: object) -> str:
-    return make_conninfo(**{**conninfo_to_dict(dsn), **params})
 
 
 def tcp_port(dsn: str) -> int:
@@ -37,10 +34,6 @@ def tcp_port(dsn: str) -> int:
     if not host or host.startswith("/"):
         pytest.skip("the test server is on a Unix socket; the proxy needs TCP")
     return int(params.get("port", 5432))
-
-
-def unreachable(dsn: str) -> str:
-    return with_params(dsn, host="127.0.0.1", port=free_port(), connect_timeout=2)
 
 
 def messages_on_remote(remote: psycopg.Connection) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ def test_server_killed_mid_batch_then_back(
 ) -> None:
     user, config = http_device(tmp_path, store_path, server.url, batch_size=400)
     fill(store_path, user, conversations=80, per_conversation=250)
-    proc = spawn(config, "sync-now", log=tmp_path / "sync.log")
+    proc = spawn(config, "sync-now", "--json", log=tmp_path / "sync.log")
     # Killed once the first message batch has reached the remote, so mid-way through the
     # 20,000 messages (about 50 batches) however fast the push is.
     wait_for(lambda: remote.execute("SELECT count(*) FROM chat_messages").fetchone()[0]
@@ -76,6 +77,8 @@ def test_server_killed_mid_batch_then_back(
     # Mid-way: a temporary failure, in a sentence.
     assert code == 1, log
     assert "sync server" in log and "temporary" in log and "Traceback" not in log, log
+    outcome = re.search(r'"outcome": "(\w+)"', log)
+    assert outcome and Outcome(outcome[1]) in (Outcome.UNREACHABLE, Outcome.TRANSIENT_FAILURE)
     server.start()
     final = cli(config, "sync-now")
     assert final.returncode == 0, final.stderr
@@ -106,14 +109,16 @@ def test_daemon_over_http_syncs_edits_and_tells_a_refused_session(
         assert status["pending"]["messages"] == 2
         plain_status = cli(config, "status")
         assert "Sign in again" in plain_status.stdout, plain_status.stdout
+        with Store(store_path) as store:
+            token = store.conn.execute("SELECT access_token FROM auth_session").fetchone()[0]
+        shown = (json.dumps(status) + d.get_text("/metrics") + plain_status.stdout
+                 + plain_status.stderr + r.stdout + r.stderr)
+        assert token not in shown  # never in status, metrics or errors
         assert d.stop() == 0
     finally:
         d.close()
     log = d.log()
-    assert "Traceback" not in log
-    with Store(store_path) as store:
-        token = store.conn.execute("SELECT access_token FROM auth_session").fetchone()[0]
-    assert token not in log
+    assert "Traceback" not in log and token not in log
 
 
 def test_daemon_over_http_gets_another_devices_changes_live(

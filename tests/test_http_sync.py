@@ -124,7 +124,8 @@ def test_a_refresh_during_a_push_is_stored_while_the_engine_marks_a_batch(
     refresher = threading.Thread(
         target=lambda: refreshed.append(keeper.access_token(rejected=old[0])))
     refresher.start()
-    time.sleep(0.3)  # the refresh waits for the store's write lock, not past it
+    time.sleep(0.3)
+    assert refresher.is_alive() and not refreshed  # it waits for the store's write lock
     laptop.engine.local.execute("ROLLBACK")  # a marking that failed and rolled back
     refresher.join(10)
     assert refreshed and auth.refresh_calls == 1

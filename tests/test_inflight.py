@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from daemon.engine import SyncEngine
-from tests.support.devices import Device, dirty_count, local_view, remote_view
+from tests.support.devices import Device, conflicts, dirty_count, local_view, remote_view
 
 CONTENT = "SELECT content FROM chat_messages WHERE id = %s"
 TITLE = "SELECT title FROM chat_sessions WHERE id = %s"
@@ -63,12 +63,6 @@ def base_of(device: Device, kind: str, row_id: str) -> dict[str, Any] | None:
     row = device.store.conn.execute(
         "SELECT version FROM sync_base WHERE kind = ? AND id = ?", (kind, row_id)).fetchone()
     return None if row is None else dict(json.loads(row[0]))
-
-
-def conflicts(device: Device) -> list[dict[str, Any]]:
-    rows = device.store.conn.execute(
-        "SELECT kind, id, resolution, local_version, remote_version FROM conflicts")
-    return [dict(r) for r in rows]
 
 
 def test_unchanged_rows_in_flight_are_recorded_without_a_copy_of_their_columns(

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from daemon.engine import SyncEngine
 from tests.support import ALICE, pg
 from tests.support.daemons import child_env, cli, write_config
-from tests.support.devices import Device, dirty_count, local_view, remote_view
+from tests.support.devices import Device, conflicts, dirty_count, local_view, remote_view
 
 # The default run keeps to about a minute; CHATSYNC_LONG=1 runs many more examples.
 EXAMPLES = 100 if os.environ.get("CHATSYNC_LONG") else 15
@@ -37,12 +37,6 @@ PHASES_RUN = tuple(Phase) if os.environ.get("CHATSYNC_SHRINK") else (
 
 TITLE = "SELECT title FROM chat_sessions WHERE id = %s"
 CONTENT = "SELECT content FROM chat_messages WHERE id = %s"
-
-
-def conflicts(device: Device) -> list[dict[str, Any]]:
-    rows = device.store.conn.execute(
-        "SELECT kind, id, resolution, local_version, remote_version FROM conflicts")
-    return [dict(r) for r in rows]
 
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from daemon import control
 from daemon.protocol import (
@@ -26,15 +25,9 @@ from daemon.report import Outcome, SyncReport
 from localstore import Store
 from tests.support import ALICE, pg
 from tests.support.daemons import DaemonProc
-from tests.support.procs import ROOT, free_port, wait_for
+from tests.support.procs import ROOT, wait_for
 
 Spawn = Callable[..., DaemonProc]
-
-
-def unreachable(dsn: str) -> str:
-    params = {**conninfo_to_dict(dsn), "host": "127.0.0.1", "port": free_port(),
-              "connect_timeout": 2}
-    return make_conninfo(**params)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def test_unreachable_remote_is_offline_from_the_outcome(
 ) -> None:
     store.sign_in(ALICE)
     store.create_conversation("nowhere to go")
-    daemon = spawn(dsn=unreachable(remote_dsn), watch="off", interval_seconds=3600).start()
+    daemon = spawn(dsn=pg.unreachable(remote_dsn), watch="off", interval_seconds=3600).start()
     status = wait_for(lambda: (s := status_of(daemon)).daemon is not None
                       and s.daemon.state is DaemonState.OFFLINE and s, 30, "offline")
     assert last_outcome(status) is Outcome.UNREACHABLE
@@ -123,7 +116,8 @@ def test_a_permanent_failure_backs_off_and_counts_as_permanent(
 
     # Metrics, parsed as Prometheus parses them: one series per name, the summary's _sum
     # and _count present once each and equal to what status says.
-    families = {f.name: f for f in text_string_to_metric_families(daemon.get("/metrics").text)}
+    text = daemon.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in families.values() for s in f.samples}
     assert families["chatsync_sync_duration_seconds"].type == "summary"
@@ -135,8 +129,12 @@ def test_a_permanent_failure_backs_off_and_counts_as_permanent(
     assert samples[("chatsync_consecutive_failures", ())] == 1
     assert samples[("chatsync_pending_rows", (("kind", "conversations"),))] == 1
     assert families["chatsync_last_sync_duration_seconds"].type == "gauge"
-    names = [s.name for f in families.values() for s in f.samples]
-    assert len(names) == len(set(samples)), names  # nothing written twice
+    # Nothing written twice: no series and no TYPE line repeated in the text itself (the
+    # parsed families above would hide a family written twice).
+    series = [line.rsplit(" ", 1)[0] for line in text.splitlines()
+              if line and not line.startswith("#")]
+    types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(series) == len(set(series)) and len(types) == len(set(types)), text
 
 
 def test_messages_round_trip_through_a_real_socket(spawn: Spawn, store: Store) -> None:

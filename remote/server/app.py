@@ -85,7 +85,6 @@ def create_app(settings: ServerSettings | None = None) -> Starlette:
         pool.open(wait=False)  # a database that is down now gives 503s, not a dead server
         listener.start()  # connects in the background, and keeps reconnecting
         close_on_shutdown_signal(waiters)
-        app.state.listener = listener
         pruning = start_pruning(pool, settings.feed_retention_s, settings.feed_prune_interval_s)
         problem = await run_in_threadpool(verifier.warm_up)
         if problem:  # the auth server may be back soon: say so, answer 503 meanwhile

@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from remote.connect import CONNECT_TIMEOUT_S, UserSession, parse_dsn
+from remote.connect import UserSession, conninfo
 from remote.server.auth import Identity
 from remote.server.metrics import POOL_IN_USE
 
@@ -32,11 +31,8 @@ class DatabaseDown(Exception):
 
 
 def make_pool(dsn: str, size: int, timeout_s: float) -> ConnectionPool:
-    params = parse_dsn(dsn)  # a malformed DSN is reported without quoting it
-    params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
-    params.setdefault("application_name", "chatsync-server")
     return ConnectionPool(
-        make_conninfo("", **params), min_size=1, max_size=size, timeout=timeout_s, open=False,
+        conninfo(dsn, "chatsync-server"), min_size=1, max_size=size, timeout=timeout_s, open=False,
         kwargs={"autocommit": True, "prepare_threshold": None},
         # A connection a pooler or a restart closed is replaced before a request gets it.
         check=ConnectionPool.check_connection,

@@ -35,15 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
-from remote.connect import CONNECT_TIMEOUT_S, parse_dsn
+from remote.connect import conninfo
 from remote.server import metrics
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "chatsync_feed"
-LISTEN = "LISTEN chatsync_feed"
+LISTEN = "LISTEN chatsync_feed"  # the channel 0008's feed trigger notifies
 # Reconnect after 0.5 s, 1 s, 2 s … never more than this apart (with jitter).
 RECONNECT_MAX_S = 10.0
 # After a reconnect every waiter re-checks the feed, spread over up to this long (about
@@ -137,16 +135,8 @@ class Listener:
     """The process's LISTEN connection, read in the event loop; reconnects forever."""
 
     def __init__(self, dsn: str, waiters: Waiters) -> None:
-        params = parse_dsn(dsn)
-        params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
-        params.setdefault("application_name", "chatsync-server-listen")
-        for key, value in KEEPALIVES.items():
-            params.setdefault(key, value)
-        self._conninfo = make_conninfo("", **params)
+        self._conninfo = conninfo(dsn, "chatsync-server-listen", **KEEPALIVES)
         self.waiters = waiters
-        self.connected = asyncio.Event()
-        self.connects = 0  # successful LISTENs, for tests and metrics
-        self.backend_pid: int | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -166,10 +156,7 @@ class Listener:
                 async with await psycopg.AsyncConnection.connect(
                         self._conninfo, autocommit=True) as conn:
                     await conn.execute(LISTEN)
-                    self.backend_pid = conn.info.backend_pid
-                    self.connects += 1
                     metrics.LISTENER_CONNECTS.inc()
-                    self.connected.set()
                     delay = 0.5
                     # LISTEN is in place: whatever committed while we were away is found
                     # by the waiters' own check of the feed.
@@ -182,7 +169,5 @@ class Listener:
             except Exception as exc:  # any failure: reconnect, and say why
                 log.warning("live-pull listener lost its database connection (%s); "
                             "reconnecting in %.1fs", type(exc).__name__, delay)
-            self.connected.clear()
-            self.backend_pid = None
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, RECONNECT_MAX_S)

@@ -133,3 +133,10 @@ def remote_view(conn: psycopg.Connection) -> dict[str, dict[str, tuple[Any, ...]
 
 def dirty_count(store: Store) -> int:
     return int(store.conn.execute(LOCAL_DIRTY).fetchone()[0])
+
+
+def conflicts(device: Device) -> list[dict[str, Any]]:
+    """The conflicts *device*'s pulls recorded, with both versions."""
+    rows = device.store.conn.execute(
+        "SELECT kind, id, resolution, local_version, remote_version FROM conflicts")
+    return [dict(r) for r in rows]

@@ -18,6 +18,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.support.procs import free_port
+
 LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
@@ -42,6 +44,16 @@ def dsn_for(admin_dsn: str, dbname: str) -> str:
     params = conninfo_to_dict(admin_dsn)
     params["dbname"] = dbname
     return make_conninfo(**params)
+
+
+def with_params(dsn: str, **params: str | int) -> str:
+    """*dsn* with *params* set (or replaced)."""
+    return make_conninfo(**{**conninfo_to_dict(dsn), **params})
+
+
+def unreachable(dsn: str) -> str:
+    """*dsn* pointed at a local port no one listens on (a server that is down)."""
+    return with_params(dsn, host="127.0.0.1", port=free_port(), connect_timeout=2)
 
 
 def create_database(admin_dsn: str, prefix: str, template: str | None = None) -> str:
